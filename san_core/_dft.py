@@ -136,9 +136,7 @@ def _plan(num_kernels: int, num_taps: int, num_freqs: int, itemsize: int, max_me
     return min(kernel_chunk, num_kernels), freq_chunk
 
 
-def _block_power(
-    kernels: Tensor, groups: Sequence[TapGroup], grid: Sequence[int], freq_chunk: int
-) -> Tensor:
+def _block_power(kernels: Tensor, groups: Sequence[TapGroup], grid: Sequence[int], freq_chunk: int) -> Tensor:
     """Per-kernel ``max_ω Σ_groups |DFT|²`` for one block of kernels, ``(K_c,)``."""
     num_freqs = math.prod(half_spectrum_shape(grid))
     single = len(groups) == 1

@@ -70,9 +70,7 @@ def _check_ratio(ratio: float, who: str) -> None:
         raise ValueError(f"{who}: expected filter_ratio/ratio in (0, 1], got {ratio!r}")
 
 
-def tap_groups(
-    kernel_size: Sequence[int], dilation: Sequence[int], stride: Sequence[int]
-) -> list[_dft.TapGroup]:
+def tap_groups(kernel_size: Sequence[int], dilation: Sequence[int], stride: Sequence[int]) -> list[_dft.TapGroup]:
     """Split the taps into the ``s^d`` polyphase components ``w_p(u) = w(s·u + p)`` (one group if s = 1)."""
     offsets = _dft.tap_offsets(kernel_size, dilation)
     strides = torch.tensor(list(stride), dtype=torch.int64)
@@ -180,9 +178,13 @@ def conv_constant(
                 method == "auto" and math.prod(_dft.half_spectrum_shape(grid)) >= AUTO_PRUNE_MIN_FREQS
             )
             power = _dft.max_power(
-                kernels, tap_groups(kernel_size, dil_t, phases), grid,
-                prune=prune, max_memory=max_memory, stats=stats,
-            )  # fmt: skip
+                kernels,
+                tap_groups(kernel_size, dil_t, phases),
+                grid,
+                prune=prune,
+                max_memory=max_memory,
+                stats=stats,
+            )
     return power.clamp_min(0).sqrt() * scale
 
 
@@ -224,9 +226,7 @@ def official_constant(weight: Tensor, input_size: Sequence[int]) -> Tensor:
     return torch.linalg.vector_norm(torch.fft.fft2(padded), dim=-1).amax()
 
 
-def linear_constant(
-    weight: Tensor, *, method: str = "svd", u: Optional[Tensor] = None, n_iter: int = 1
-) -> Tensor:
+def linear_constant(weight: Tensor, *, method: str = "svd", u: Optional[Tensor] = None, n_iter: int = 1) -> Tensor:
     """Top singular value ``σ₁`` of a Linear ``(out, in)`` or Embedding ``(num, dim)`` weight, 0-d.
 
     ``method="svd"`` (default) is exact. ``method="power"`` runs ``n_iter`` power iterations from

@@ -1,0 +1,404 @@
+"""``SAN``: owns per-layer state and rescales a critic's weights in place (``W ← W / ‖W‖₀,∞``)."""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional, Union
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from . import _dft
+from .padding import PaddingRecord, to_circular_padding_
+from .spectral_norm import SpectralNormRecord, spectral_norm_style, strip_spectral_norm_
+from .spectrum import METHODS, STRIDE_MODES, conv_constant, linear_constant
+from .targets import Patterns, resolve, select_layers
+
+_APPLIED: weakref.WeakKeyDictionary[nn.Module, SAN] = weakref.WeakKeyDictionary()
+_STATE_VERSION = 1
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside ``DataParallel``/``DistributedDataParallel``-style wrappers (``.module`` chains)."""
+    wrappers = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+    while isinstance(model, wrappers) or type(model).__name__.endswith("DistributedDataParallel"):
+        model = model.module
+    return model
+
+
+def _check_config(
+    interval: int,
+    filter_ratio: float,
+    gain: Optional[float],
+    stride_mode: str,
+    eps: float,
+    linear_method: str,
+    n_power_iter: int,
+    method: str,
+    max_memory: int,
+    seed: int,
+) -> None:
+    def bad(key: str, expected: str, got: Any) -> ValueError:
+        return ValueError(f"SAN: expected {key} {expected}, got {got!r}")
+
+    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+        raise bad("interval", "to be an int >= 1", interval)
+    if isinstance(filter_ratio, bool) or not isinstance(filter_ratio, (int, float)) or not 0 < filter_ratio <= 1:
+        raise bad("filter_ratio", "in (0, 1]", filter_ratio)
+    if gain is not None and (not isinstance(gain, (int, float)) or not math.isfinite(gain) or gain <= 0):
+        raise bad("gain", "to be None or a finite number > 0", gain)
+    if stride_mode not in STRIDE_MODES:
+        raise bad("stride_mode", f"in {STRIDE_MODES}", stride_mode)
+    if not isinstance(eps, (int, float)) or not eps > 0:
+        raise bad("eps", "> 0", eps)
+    if linear_method not in ("svd", "power"):
+        raise bad("linear_method", "'svd' or 'power'", linear_method)
+    if not isinstance(n_power_iter, int) or n_power_iter < 1:
+        raise bad("n_power_iter", "to be an int >= 1", n_power_iter)
+    if method not in METHODS:
+        raise bad("method", f"in {METHODS}", method)
+    if not isinstance(max_memory, int) or max_memory < 1024:
+        raise bad("max_memory", "to be an int number of bytes >= 1024", max_memory)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise bad("seed", "to be an int", seed)
+
+
+def _check_layer(name: str, layer: nn.Module) -> None:
+    style = spectral_norm_style(layer)
+    if style is not None:
+        raise ValueError(
+            f"SAN: layer {name!r} has {style}-style spectral norm; remove it first with "
+            "strip_spectral_norm_() or use apply_san(..., strip_spectral_norm=True)"
+        )
+    if parametrize.is_parametrized(layer, "weight"):
+        raise ValueError(f"SAN: layer {name!r} has a parametrized weight; SAN rescales a plain Parameter")
+    weight = layer._parameters.get("weight")
+    if not isinstance(weight, nn.Parameter):
+        raise ValueError(f"SAN: layer {name!r} has no 'weight' Parameter (got {type(weight).__name__})")
+    if isinstance(weight, nn.parameter.UninitializedParameter):
+        raise ValueError(f"SAN: layer {name!r} is lazy and not initialized; run one forward pass first")
+    if weight.device.type == "meta":
+        raise ValueError(f"SAN: layer {name!r} has a meta weight (no values); materialize the model first")
+    if not bool(torch.isfinite(weight).all()):
+        raise ValueError(f"SAN: layer {name!r} has NaN/Inf weights")
+
+
+def _check_size(name: str, conv: nn.modules.conv._ConvNd, size: Sequence[int]) -> tuple[int, ...]:
+    ndim = conv.weight.dim() - 2
+    size = tuple(int(s) for s in size)
+    if len(size) != ndim or any(s < 1 for s in size):
+        raise ValueError(f"SAN: layer {name!r} expects an input size of {ndim} positive ints, got {size}")
+    if isinstance(conv.padding, str) or isinstance(conv, nn.modules.conv._ConvTransposeNd):
+        return size
+    for n, k, d, p in zip(size, conv.kernel_size, conv.dilation, conv.padding):
+        if d * (k - 1) + 1 > n + 2 * p or (conv.padding_mode == "circular" and p > n):
+            raise ValueError(
+                f"SAN: layer {name!r} cannot run on a {size} map: kernel {tuple(conv.kernel_size)} dilation "
+                f"{tuple(conv.dilation)} padding {tuple(conv.padding)} ({conv.padding_mode}) needs a larger map"
+            )
+    return size
+
+
+class SAN:
+    """Sparsity Aware Normalization of the selected layers of ``module``, in place.
+
+    Convs are divided by ``‖W‖₀,∞`` (Lemma 1, :func:`conv_constant` on each conv's input map size),
+    Linear/Embedding layers by their top singular value ``σ₁``. Constructing it changes no values;
+    :meth:`normalize_` rescales, :meth:`attach` runs it after every real optimizer step, and
+    :meth:`remove` undoes everything it (and :func:`apply_san`) installed.
+
+    Args:
+        module: the critic (DDP wrappers are unwrapped).
+        targets, exclude: glob patterns on layer names (see :func:`select_layers`).
+        interval: normalize every ``interval``-th call of :meth:`normalize_` (optimizer steps).
+        filter_ratio, gain, stride_mode: as in :func:`conv_constant` (``r``, ``g``).
+        seed: seeds the kernel-subset generator (same subsets on every DDP rank).
+        eps: the constant is clamped to at least ``eps`` (zero weights).
+        input_sizes: ``{layer name: spatial size}``; otherwise learned from ``example_input`` or
+            from every forward pass (forward pre-hooks record the latest size).
+        example_input: a tensor (or tuple of positional args) to run once, in eval mode under
+            ``no_grad``, to learn the sizes; training flags are restored afterwards.
+        normalize_at_first_forward: each layer normalizes itself just before its first use.
+        linear_method, n_power_iter: ``"svd"`` (exact) or ``"power"`` (persistent vector ``u``).
+        method, max_memory: the conv constant's algorithm and its transient-memory bound (bytes).
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        targets: Patterns = None,
+        *,
+        exclude: Patterns = None,
+        interval: int = 1,
+        filter_ratio: float = 1.0,
+        gain: Optional[float] = None,
+        stride_mode: str = "paper",
+        seed: int = 0,
+        eps: float = 1e-12,
+        input_sizes: Optional[Mapping[str, Sequence[int]]] = None,
+        example_input: Union[Tensor, tuple, None] = None,
+        normalize_at_first_forward: bool = False,
+        linear_method: str = "svd",
+        n_power_iter: int = 1,
+        method: str = "auto",
+        max_memory: int = _dft.DEFAULT_MAX_MEMORY,
+    ) -> None:
+        _check_config(
+            interval, filter_ratio, gain, stride_mode, eps, linear_method, n_power_iter, method, max_memory, seed
+        )
+        self.module = unwrap_model(module)
+        self.config = dict(
+            interval=interval,
+            filter_ratio=filter_ratio,
+            gain=gain,
+            stride_mode=stride_mode,
+            seed=seed,
+            eps=eps,
+            linear_method=linear_method,
+            n_power_iter=n_power_iter,
+            method=method,
+            max_memory=max_memory,
+        )
+        self.layers: dict[str, nn.Module] = dict(
+            resolve(self.module, select_layers(self.module, targets, exclude=exclude).matched)
+        )
+        for name, layer in self.layers.items():
+            owner = _APPLIED.get(layer)
+            if owner is not None:
+                raise RuntimeError(f"SAN: layer {name!r} is already normalized by {owner!r}; call .remove() first")
+            _check_layer(name, layer)
+        self.input_sizes: dict[str, tuple[int, ...]] = {}
+        for name, size in (input_sizes or {}).items():
+            layer = self.layers.get(name)
+            if not isinstance(layer, nn.modules.conv._ConvNd):
+                raise ValueError(f"SAN: input_sizes names {name!r}, which is not a selected conv layer")
+            self.input_sizes[name] = _check_size(name, layer, size)
+        self.calls = 0
+        self.last_constants: dict[str, Tensor] = {}
+        self.generator = torch.Generator().manual_seed(seed)
+        self.power_vectors: dict[str, Tensor] = {}
+        self._pending = set(self.layers) if normalize_at_first_forward else set()
+        self._handles: list[Any] = []
+        self._records: list[Union[PaddingRecord, SpectralNormRecord]] = []
+        for name, layer in self.layers.items():
+            _APPLIED[layer] = self
+            self._handles.append(layer.register_forward_pre_hook(self._make_pre_hook(name)))
+        if example_input is not None:
+            try:
+                self._probe(example_input)
+            except BaseException:
+                self.remove()
+                raise
+
+    def __repr__(self) -> str:
+        return f"SAN({len(self.layers)} layers of {type(self.module).__name__}, interval={self.config['interval']})"
+
+    # ----------------------------------------------------------------------------------------- sizes
+    def _make_pre_hook(self, name: str):
+        def hook(layer: nn.Module, args: tuple) -> None:
+            if isinstance(layer, nn.modules.conv._ConvNd) and args and isinstance(args[0], Tensor):
+                size = tuple(args[0].shape[-(layer.weight.dim() - 2) :])
+                if self.input_sizes.get(name) != size:
+                    self.input_sizes[name] = _check_size(name, layer, size)
+            if name in self._pending:
+                constant = self._constant(name)
+                self._check_finite({name: constant})
+                self._rescale({name: constant})
+                self._pending.discard(name)
+
+        return hook
+
+    def _probe(self, example_input: Union[Tensor, tuple]) -> None:
+        flags = {m: m.training for m in self.module.modules()}
+        pending, self._pending = self._pending, set()
+        try:
+            self.module.eval()
+            with torch.no_grad():
+                self.module(*example_input) if isinstance(example_input, tuple) else self.module(example_input)
+        finally:
+            self._pending = pending
+            for m, flag in flags.items():
+                m.training = flag
+
+    # -------------------------------------------------------------------------------------- compute
+    def _constant(self, name: str) -> Tensor:
+        layer = self.layers[name]
+        weight = layer.weight
+        cfg = self.config
+        if isinstance(layer, nn.modules.conv._ConvNd):
+            size = self.input_sizes.get(name)
+            if size is None:
+                raise RuntimeError(
+                    f"SAN: input size of conv {name!r} is unknown; run a forward pass first, or pass "
+                    f"example_input=... or input_sizes={{{name!r}: (H, W)}}"
+                )
+            return conv_constant(
+                weight,
+                size,
+                stride=layer.stride,
+                dilation=layer.dilation,
+                groups=layer.groups,
+                transposed=isinstance(layer, nn.modules.conv._ConvTransposeNd),
+                stride_mode=cfg["stride_mode"],
+                filter_ratio=cfg["filter_ratio"],
+                gain=cfg["gain"],
+                generator=self.generator,
+                method=cfg["method"],
+                max_memory=cfg["max_memory"],
+            )
+        if cfg["linear_method"] == "power":
+            u = self.power_vectors.get(name)
+            if u is None:
+                dtype = torch.float64 if weight.dtype == torch.float64 else torch.float32
+                u = self.power_vectors[name] = torch.ones(weight.shape[0], dtype=dtype, device=weight.device)
+            return linear_constant(weight, method="power", u=u, n_iter=cfg["n_power_iter"])
+        return linear_constant(weight)
+
+    def constants(self) -> dict[str, Tensor]:
+        """Every selected layer's constant (before any rescale), checked finite; changes no weight.
+
+        With ``filter_ratio < 1`` it draws new subsets and with ``linear_method="power"`` it
+        advances the power iteration, like a normalization does.
+        """
+        constants = {name: self._constant(name) for name in self.layers}
+        self._check_finite(constants)
+        return constants
+
+    def _check_finite(self, constants: Mapping[str, Tensor]) -> None:
+        flags = torch.stack([torch.isfinite(c).cpu() for c in constants.values()]) if constants else None
+        if flags is not None and not bool(flags.all()):
+            bad = [n for n, ok in zip(constants, flags.tolist()) if not ok]
+            raise ValueError(f"SAN: NaN/Inf constant for layers {bad}: their weights hold NaN/Inf; nothing was changed")
+
+    def _rescale(self, constants: Mapping[str, Tensor]) -> None:
+        with torch.no_grad():
+            for name, constant in constants.items():
+                weight = self.layers[name].weight
+                weight.div_(constant.clamp_min(self.config["eps"]).to(weight.dtype))
+
+    def normalize_(self, *, force: bool = False) -> dict[str, Tensor]:
+        """Count a call; on every ``interval``-th (or when ``force``), divide each weight by its constant.
+
+        All constants are computed and checked before any weight changes. Returns ``{name: constant
+        before the rescale}`` ( ``{}`` when this call was skipped). Forced calls are not counted.
+        """
+        if not force:
+            self.calls += 1
+            if self.calls % self.config["interval"]:
+                return {}
+        constants = self.constants()
+        self._rescale(constants)
+        self._pending.clear()
+        self.last_constants = {n: c.detach() for n, c in constants.items()}
+        return constants
+
+    # -------------------------------------------------------------------------------------- wiring
+    def attach(self, optimizer: torch.optim.Optimizer):
+        """Run :meth:`normalize_` once after every real ``optimizer.step()``; returns a removable handle.
+
+        Accumulation iterations do not call ``step()``; a ``GradScaler`` that finds inf/NaN skips
+        ``step()`` (or passes ``found_inf`` to optimizers that handle it themselves): neither counts.
+        """
+
+        def after_step(opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+            found_inf = kwargs.get("found_inf") if kwargs else None
+            if found_inf is not None and bool(found_inf):
+                return
+            self.normalize_()
+
+        if any(getattr(h, "_san_optimizer", None) is optimizer for h in self._handles):
+            raise RuntimeError("SAN.attach: this optimizer is already attached")
+        handle = optimizer.register_step_post_hook(after_step)
+        handle._san_optimizer = optimizer  # type: ignore[attr-defined]
+        self._handles.append(handle)
+        return handle
+
+    def remove(self) -> list[str]:
+        """Detach all hooks, release the layers and undo what :func:`apply_san` changed; returns layer names."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        for layer in self.layers.values():
+            if _APPLIED.get(layer) is self:
+                del _APPLIED[layer]
+        for record in reversed(self._records):
+            record.restore()
+        self._records.clear()
+        return list(self.layers)
+
+    # --------------------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume bit-for-bit (weights live in the model's own state dict)."""
+        return {
+            "version": _STATE_VERSION,
+            "layers": list(self.layers),
+            "config": dict(self.config),
+            "calls": self.calls,
+            "generator": self.generator.get_state(),
+            "power_vectors": {n: u.detach().cpu().clone() for n, u in self.power_vectors.items()},
+            "input_sizes": dict(self.input_sizes),
+            "pending": sorted(self._pending),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`; raises ``ValueError`` (changing nothing) on a mismatch."""
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(f"SAN.load_state_dict: expected version {_STATE_VERSION}, got {state.get('version')!r}")
+        if list(state["layers"]) != list(self.layers):
+            missing = sorted(set(self.layers) - set(state["layers"]))
+            extra = sorted(set(state["layers"]) - set(self.layers))
+            raise ValueError(f"SAN.load_state_dict: layers differ; missing from state {missing}, unexpected {extra}")
+        sizes = {n: _check_size(n, self.layers[n], s) for n, s in state["input_sizes"].items()}  # type: ignore[arg-type]
+        self.config.update(state["config"])
+        self.calls = int(state["calls"])
+        self.generator.set_state(state["generator"])
+        self.power_vectors = {n: u.to(self.layers[n].weight.device).clone() for n, u in state["power_vectors"].items()}
+        self.input_sizes.update(sizes)
+        self._pending = set(state.get("pending", ()))
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Per layer: name, type, weight shape, input size, last constant (``None`` before any)."""
+        return [
+            {
+                "name": n,
+                "type": type(layer).__name__,
+                "shape": tuple(layer.weight.shape),
+                "input_size": self.input_sizes.get(n),
+                "constant": float(self.last_constants[n]) if n in self.last_constants else None,
+            }
+            for n, layer in self.layers.items()
+        ]
+
+
+def apply_san(
+    module: nn.Module,
+    targets: Patterns = None,
+    *,
+    exclude: Patterns = None,
+    circular_padding: bool = True,
+    strip_spectral_norm: bool = True,
+    **san_kwargs: Any,
+) -> SAN:
+    """One call: strip spectral norm, switch the selected convs to circular padding, build :class:`SAN`.
+
+    On any error the model is restored exactly and the error re-raised. ``san.remove()`` undoes all.
+    """
+    inner = unwrap_model(module)
+    matched = select_layers(inner, targets, exclude=exclude).matched  # fail early, before any change
+    convs = [n for n, m in resolve(inner, matched) if isinstance(m, nn.modules.conv._ConvNd)]
+    records: list[Union[PaddingRecord, SpectralNormRecord]] = []
+    try:
+        if strip_spectral_norm:
+            records.append(strip_spectral_norm_(inner, matched))
+        if circular_padding and convs:
+            records.append(to_circular_padding_(inner, convs))
+        san = SAN(inner, matched, **san_kwargs)
+    except BaseException:
+        for record in reversed(records):
+            record.restore()
+        raise
+    san._records = records
+    return san

@@ -1,0 +1,61 @@
+"""Switching convs to circular padding (Lemma 1 is exact under it), with an exact inverse."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from .targets import Patterns, select_layers
+
+_ORIGINAL_MODE = "_san_original_padding_mode"
+
+
+@dataclass
+class PaddingRecord:
+    """What :func:`to_circular_padding_` changed: ``{layer name: original padding_mode}``.
+
+    ``skipped`` lists selected layers left alone, with the reason (transposed convs: PyTorch
+    supports only zero padding there).
+    """
+
+    module: nn.Module
+    changed: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def restore(self) -> list[str]:
+        """Put every changed conv back to its original padding mode; returns their names."""
+        named = dict(self.module.named_modules())
+        for name, mode in self.changed.items():
+            conv = named[name]
+            conv.padding_mode = mode
+            conv.__dict__.pop(_ORIGINAL_MODE, None)
+        restored, self.changed = list(self.changed), {}
+        return restored
+
+
+def to_circular_padding_(module: nn.Module, targets: Patterns = None, *, exclude: Patterns = None) -> PaddingRecord:
+    """Set ``padding_mode="circular"`` in place on the selected convs (same Parameters, same padding amount).
+
+    Convs already circular are left as they are and not recorded. Refuses a conv that this function
+    already switched (undo with ``record.restore()`` first).
+    """
+    selection = select_layers(
+        module, targets, exclude=exclude, types=(nn.modules.conv._ConvNd,), what="to_circular_padding_"
+    )
+    named = dict(module.named_modules())
+    twice = [n for n in selection.matched if _ORIGINAL_MODE in named[n].__dict__]
+    if twice:
+        raise RuntimeError(
+            f"to_circular_padding_: already applied to {twice}; call record.restore() before applying again"
+        )
+    record = PaddingRecord(module)
+    for name in selection.matched:
+        conv = named[name]
+        if isinstance(conv, nn.modules.conv._ConvTransposeNd):
+            record.skipped[name] = "transposed conv: PyTorch supports only padding_mode='zeros'"
+        elif conv.padding_mode != "circular":
+            record.changed[name] = conv.padding_mode
+            conv.__dict__[_ORIGINAL_MODE] = conv.padding_mode
+            conv.padding_mode = "circular"
+    return record
