@@ -1,0 +1,1 @@
+"""SAN for MMagic/MMEngine: a registered ``SANHook`` (install the ``[mmagic]`` extra)."""

@@ -1,0 +1,1 @@
+"""SAN for POSTECH-CVLab/PyTorch-StudioGAN: module builders, YAML options and launcher (``python -m san_studiogan``)."""
