@@ -234,6 +234,12 @@ def test_grouped_conv_transpose_accepted():
     assert _rel(conv_constant(w, (5, 6), groups=4, transposed=True).item(), expected) <= REF_RTOL
 
 
+def test_grouped_conv_transpose_checks_in_channels():
+    """A ConvTranspose weight (in, out/groups, k, k) = (2, 4, 3, 3) cannot have groups=4 (in=2)."""
+    with pytest.raises(ValueError, match="groups"):
+        conv_constant(_randn(2, 4, 3, 3), (5, 6), groups=4, transposed=True)
+
+
 @pytest.mark.parametrize("k", [1, 2, 3, 5, 9])
 def test_conv1d(k):
     w = _randn(3, 2, k, seed=70 + k)
