@@ -21,11 +21,19 @@ _APPLIED: weakref.WeakKeyDictionary[nn.Module, SAN] = weakref.WeakKeyDictionary(
 _STATE_VERSION = 1
 
 
+def _weight(layer: nn.Module) -> Tensor:
+    weight = layer._parameters["weight"]
+    assert weight is not None
+    return weight
+
+
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The module inside ``DataParallel``/``DistributedDataParallel``-style wrappers (``.module`` chains)."""
     wrappers = (nn.DataParallel, nn.parallel.DistributedDataParallel)
     while isinstance(model, wrappers) or type(model).__name__.endswith("DistributedDataParallel"):
-        model = model.module
+        inner = model.module
+        assert isinstance(inner, nn.Module)
+        model = inner
     return model
 
 
@@ -87,7 +95,7 @@ def _check_layer(name: str, layer: nn.Module) -> None:
 
 
 def _check_size(name: str, conv: nn.modules.conv._ConvNd, size: Sequence[int]) -> tuple[int, ...]:
-    ndim = conv.weight.dim() - 2
+    ndim = _weight(conv).dim() - 2
     size = tuple(int(s) for s in size)
     if len(size) != ndim or any(s < 1 for s in size):
         raise ValueError(f"SAN: layer {name!r} expects an input size of {ndim} positive ints, got {size}")
@@ -150,7 +158,7 @@ class SAN:
             interval, filter_ratio, gain, stride_mode, eps, linear_method, n_power_iter, method, max_memory, seed
         )
         self.module = unwrap_model(module)
-        self.config = dict(
+        self.config: dict[str, Any] = dict(
             interval=interval,
             filter_ratio=filter_ratio,
             gain=gain,
@@ -172,10 +180,10 @@ class SAN:
             _check_layer(name, layer)
         self.input_sizes: dict[str, tuple[int, ...]] = {}
         for name, size in (input_sizes or {}).items():
-            layer = self.layers.get(name)
-            if not isinstance(layer, nn.modules.conv._ConvNd):
+            conv = self.layers.get(name)
+            if not isinstance(conv, nn.modules.conv._ConvNd):
                 raise ValueError(f"SAN: input_sizes names {name!r}, which is not a selected conv layer")
-            self.input_sizes[name] = _check_size(name, layer, size)
+            self.input_sizes[name] = _check_size(name, conv, size)
         self.calls = 0
         self.last_constants: dict[str, Tensor] = {}
         self.generator = torch.Generator().manual_seed(seed)
@@ -200,7 +208,7 @@ class SAN:
     def _make_pre_hook(self, name: str):
         def hook(layer: nn.Module, args: tuple) -> None:
             if isinstance(layer, nn.modules.conv._ConvNd) and args and isinstance(args[0], Tensor):
-                size = tuple(args[0].shape[-(layer.weight.dim() - 2) :])
+                size = tuple(args[0].shape[-(_weight(layer).dim() - 2) :])
                 if self.input_sizes.get(name) != size:
                     self.input_sizes[name] = _check_size(name, layer, size)
             if name in self._pending:
@@ -226,7 +234,7 @@ class SAN:
     # -------------------------------------------------------------------------------------- compute
     def _constant(self, name: str) -> Tensor:
         layer = self.layers[name]
-        weight = layer.weight
+        weight = _weight(layer)
         cfg = self.config
         if isinstance(layer, nn.modules.conv._ConvNd):
             size = self.input_sizes.get(name)
@@ -276,7 +284,7 @@ class SAN:
     def _rescale(self, constants: Mapping[str, Tensor]) -> None:
         with torch.no_grad():
             for name, constant in constants.items():
-                weight = self.layers[name].weight
+                weight = _weight(self.layers[name])
                 weight.div_(constant.clamp_min(self.config["eps"]).to(weight.dtype))
 
     def normalize_(self, *, force: bool = False) -> dict[str, Tensor]:
@@ -355,7 +363,9 @@ class SAN:
         self.config.update(state["config"])
         self.calls = int(state["calls"])
         self.generator.set_state(state["generator"])
-        self.power_vectors = {n: u.to(self.layers[n].weight.device).clone() for n, u in state["power_vectors"].items()}
+        self.power_vectors = {
+            n: u.to(_weight(self.layers[n]).device).clone() for n, u in state["power_vectors"].items()
+        }
         self.input_sizes.update(sizes)
         self._pending = set(state.get("pending", ()))
 
@@ -365,7 +375,7 @@ class SAN:
             {
                 "name": n,
                 "type": type(layer).__name__,
-                "shape": tuple(layer.weight.shape),
+                "shape": tuple(_weight(layer).shape),
                 "input_size": self.input_sizes.get(n),
                 "constant": float(self.last_constants[n]) if n in self.last_constants else None,
             }

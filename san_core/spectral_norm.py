@@ -30,10 +30,8 @@ def spectral_norm_style(layer: nn.Module, name: str = "weight") -> str | None:
     """``"hook"`` (``torch.nn.utils.spectral_norm``), ``"parametrization"`` or ``None``."""
     if any(isinstance(h, SpectralNorm) and h.name == name for h in layer._forward_pre_hooks.values()):
         return "hook"
-    if parametrize.is_parametrized(layer, name) and any(
-        isinstance(p, _SpectralNorm)
-        for p in layer.parametrizations[name]  # type: ignore[union-attr]
-    ):
+    plists: Any = getattr(layer, "parametrizations", None)
+    if parametrize.is_parametrized(layer, name) and any(isinstance(p, _SpectralNorm) for p in plists[name]):
         return "parametrization"
     return None
 
@@ -88,12 +86,12 @@ def strip_spectral_norm_(
     """
     selection = select_layers(module, targets, exclude=exclude, what="strip_spectral_norm_")
     named = dict(module.named_modules())
-    found = {n: spectral_norm_style(named[n]) for n in selection.matched}
-    found = {n: s for n, s in found.items() if s is not None}
+    styles = {n: spectral_norm_style(named[n]) for n in selection.matched}
+    found = {n: s for n, s in styles.items() if s is not None}
     for name, style in found.items():
         layer = named[name]
         if style == "parametrization":
-            plist = layer.parametrizations  # type: ignore[union-attr]
+            plist: Any = layer.parametrizations
             if list(plist.keys()) != ["weight"] or len(plist["weight"]) != 1:
                 raise ValueError(
                     f"strip_spectral_norm_: layer {name!r} has parametrizations {dict(plist)}; expected "
