@@ -24,6 +24,7 @@ import itertools
 import math
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -48,12 +49,21 @@ def clear_dft_cache() -> None:
 
 @contextlib.contextmanager
 def exact_matmul(device: torch.device) -> Iterator[None]:
-    """Full-precision float32 matmuls (no TF32, no bf16 downcast) and no autocast, restored on exit."""
-    prev_precision = torch.get_float32_matmul_precision()
-    prev_cuda_tf32 = torch.backends.cuda.matmul.allow_tf32
+    """Full-precision float32 matmuls (no TF32, no bf16 downcast) and no autocast, restored on exit.
+
+    Uses the per-backend ``fp32_precision`` settings where torch has them (≥ 2.9) and the legacy
+    ``set_float32_matmul_precision`` otherwise; mixing the two APIs makes torch's getter raise.
+    """
+    mkldnn_matmul = getattr(getattr(torch.backends, "mkldnn", None), "matmul", None)
+    new_api: list[Any] = [b for b in (torch.backends.cuda.matmul, mkldnn_matmul) if hasattr(b, "fp32_precision")]
+    saved_new = [(b, b.fp32_precision) for b in new_api]
+    saved_legacy = None if new_api else torch.get_float32_matmul_precision()
     try:
-        torch.set_float32_matmul_precision("highest")
-        torch.backends.cuda.matmul.allow_tf32 = False
+        if new_api:
+            for backend in new_api:
+                backend.fp32_precision = "ieee"
+        else:
+            torch.set_float32_matmul_precision("highest")
         try:
             no_autocast: contextlib.AbstractContextManager = torch.autocast(device.type, enabled=False)
         except RuntimeError:  # a device type without autocast support
@@ -61,8 +71,10 @@ def exact_matmul(device: torch.device) -> Iterator[None]:
         with no_autocast:
             yield
     finally:
-        torch.set_float32_matmul_precision(prev_precision)
-        torch.backends.cuda.matmul.allow_tf32 = prev_cuda_tf32
+        for backend, value in saved_new:
+            backend.fp32_precision = value
+        if saved_legacy is not None:
+            torch.set_float32_matmul_precision(saved_legacy)
 
 
 def tap_offsets(kernel_size: Sequence[int], dilation: Sequence[int]) -> Tensor:

@@ -138,7 +138,8 @@ def conv_constant(
         raise ValueError(f"{who}: expected input_size with {ndim} spatial dims, got {input_size!r}")
     stride_t = _as_tuple(stride, ndim, "stride", who)
     dil_t = _as_tuple(dilation, ndim, "dilation", who)
-    if not isinstance(groups, int) or groups < 1 or (weight.shape[1 if transposed else 0] % groups):
+    # (out, in/g, *k) for convs and (in, out/g, *k) for transposed ones: g divides dim 0 either way.
+    if not isinstance(groups, int) or groups < 1 or (weight.shape[0] % groups):
         raise ValueError(f"{who}: groups={groups!r} does not divide the weight of shape {tuple(weight.shape)}")
     if stride_mode not in STRIDE_MODES:
         raise ValueError(f"{who}: expected stride_mode in {STRIDE_MODES}, got {stride_mode!r}")
