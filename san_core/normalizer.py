@@ -110,6 +110,32 @@ def _check_size(name: str, conv: nn.modules.conv._ConvNd, size: Sequence[int]) -
     return size
 
 
+def _step_was_skipped(optimizer: torch.optim.Optimizer, kwargs: Optional[dict]) -> bool:
+    """Did a GradScaler mark this (already executed) step as skipped? Only optimizers that handle
+    scaling themselves (``_step_supports_amp_scaling``) are stepped on inf/NaN gradients at all."""
+    kwargs = kwargs or {}
+    found_inf = kwargs.get("found_inf", getattr(optimizer, "found_inf", None))
+    scaler = kwargs.get("grad_scaler")
+    if found_inf is None and scaler is not None:
+        per_device = scaler._per_optimizer_states[id(optimizer)]["found_inf_per_device"]
+        found_inf = sum(v.item() for v in per_device.values())
+    return found_inf is not None and bool(found_inf)
+
+
+class _AttachHandle:
+    """Returned by :meth:`SAN.attach`; ``remove()`` detaches SAN from the optimizer."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, *handles: Any) -> None:
+        self.optimizer = optimizer
+        self._handles = handles
+        self.active = True
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self.active = False
+
+
 class SAN:
     """Sparsity Aware Normalization of the selected layers of ``module``, in place.
 
@@ -190,6 +216,7 @@ class SAN:
         self.power_vectors: dict[str, Tensor] = {}
         self._pending = set(self.layers) if normalize_at_first_forward else set()
         self._handles: list[Any] = []
+        self._attached: list[_AttachHandle] = []
         self._records: list[Union[PaddingRecord, SpectralNormRecord]] = []
         for name, layer in self.layers.items():
             _APPLIED[layer] = self
@@ -212,9 +239,7 @@ class SAN:
                 if self.input_sizes.get(name) != size:
                     self.input_sizes[name] = _check_size(name, layer, size)
             if name in self._pending:
-                constant = self._constant(name)
-                self._check_finite({name: constant})
-                self._rescale({name: constant})
+                self._rescale(self.constants([name]))
                 self._pending.discard(name)
 
         return hook
@@ -237,15 +262,9 @@ class SAN:
         weight = _weight(layer)
         cfg = self.config
         if isinstance(layer, nn.modules.conv._ConvNd):
-            size = self.input_sizes.get(name)
-            if size is None:
-                raise RuntimeError(
-                    f"SAN: input size of conv {name!r} is unknown; run a forward pass first, or pass "
-                    f"example_input=... or input_sizes={{{name!r}: (H, W)}}"
-                )
             return conv_constant(
                 weight,
-                size,
+                self.input_sizes[name],
                 stride=layer.stride,
                 dilation=layer.dilation,
                 groups=layer.groups,
@@ -265,21 +284,45 @@ class SAN:
             return linear_constant(weight, method="power", u=u, n_iter=cfg["n_power_iter"])
         return linear_constant(weight)
 
-    def constants(self) -> dict[str, Tensor]:
-        """Every selected layer's constant (before any rescale), checked finite; changes no weight.
+    def constants(self, names: Optional[Sequence[str]] = None) -> dict[str, Tensor]:
+        """The constants of ``names`` (default: every selected layer) before any rescale; changes no weight.
 
-        With ``filter_ratio < 1`` it draws new subsets and with ``linear_method="power"`` it
-        advances the power iteration, like a normalization does.
+        Checks first that every weight is finite and every conv's input size is known. With
+        ``filter_ratio < 1`` it draws new subsets and with ``linear_method="power"`` it advances the
+        power iteration, like a normalization does; on any error both are rolled back.
         """
-        constants = {name: self._constant(name) for name in self.layers}
-        self._check_finite(constants)
+        names = list(self.layers) if names is None else list(names)
+        self._check_ready(names)
+        rng_state = self.generator.get_state()
+        vectors = {n: u.clone() for n, u in self.power_vectors.items()}
+        try:
+            constants = {name: self._constant(name) for name in names}
+            self._check_finite(constants)
+        except BaseException:
+            self.generator.set_state(rng_state)
+            for n, u in vectors.items():
+                self.power_vectors[n].copy_(u)
+            raise
         return constants
 
+    def _check_ready(self, names: Sequence[str]) -> None:
+        for name in names:
+            if isinstance(self.layers[name], nn.modules.conv._ConvNd) and name not in self.input_sizes:
+                raise RuntimeError(
+                    f"SAN: input size of conv {name!r} is unknown; run a forward pass first, or pass "
+                    f"example_input=... or input_sizes={{{name!r}: (H, W)}}"
+                )
+        with torch.no_grad():
+            flags = torch.stack([torch.isfinite(_weight(self.layers[n])).all().cpu() for n in names])
+        if not bool(flags.all()):
+            bad = [n for n, ok in zip(names, flags.tolist()) if not ok]
+            raise ValueError(f"SAN: layers {bad} have NaN/Inf weights; nothing was changed")
+
     def _check_finite(self, constants: Mapping[str, Tensor]) -> None:
-        flags = torch.stack([torch.isfinite(c).cpu() for c in constants.values()]) if constants else None
-        if flags is not None and not bool(flags.all()):
+        flags = torch.stack([torch.isfinite(c).cpu() for c in constants.values()])
+        if not bool(flags.all()):
             bad = [n for n, ok in zip(constants, flags.tolist()) if not ok]
-            raise ValueError(f"SAN: NaN/Inf constant for layers {bad}: their weights hold NaN/Inf; nothing was changed")
+            raise ValueError(f"SAN: NaN/Inf constant for layers {bad} (overflow?); nothing was changed")
 
     def _rescale(self, constants: Mapping[str, Tensor]) -> None:
         with torch.no_grad():
@@ -293,42 +336,52 @@ class SAN:
         All constants are computed and checked before any weight changes. Returns ``{name: constant
         before the rescale}`` ( ``{}`` when this call was skipped). Forced calls are not counted.
         """
+        if not force and (self.calls + 1) % self.config["interval"]:
+            self.calls += 1
+            return {}
+        constants = self.constants()  # raises before any change (and before counting) on bad state
         if not force:
             self.calls += 1
-            if self.calls % self.config["interval"]:
-                return {}
-        constants = self.constants()
         self._rescale(constants)
         self._pending.clear()
         self.last_constants = {n: c.detach() for n, c in constants.items()}
         return constants
 
     # -------------------------------------------------------------------------------------- wiring
-    def attach(self, optimizer: torch.optim.Optimizer):
+    def attach(self, optimizer: torch.optim.Optimizer) -> _AttachHandle:
         """Run :meth:`normalize_` once after every real ``optimizer.step()``; returns a removable handle.
 
         Accumulation iterations do not call ``step()``; a ``GradScaler`` that finds inf/NaN skips
-        ``step()`` (or passes ``found_inf`` to optimizers that handle it themselves): neither counts.
+        ``step()``, or marks the skip for optimizers that handle scaling themselves (fused Adam:
+        ``optimizer.found_inf``; a ``found_inf``/``grad_scaler`` step kwarg): none of these count. A
+        ``step`` that calls a hooked parent ``step`` (``super().step()``) still counts once.
         """
+        if any(h.optimizer is optimizer and h.active for h in self._attached):
+            raise RuntimeError("SAN.attach: this optimizer is already attached; remove its handle first")
+        depth = [0]
+
+        def before_step(opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+            depth[0] += 1
 
         def after_step(opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
-            found_inf = kwargs.get("found_inf") if kwargs else None
-            if found_inf is not None and bool(found_inf):
-                return
-            self.normalize_()
+            depth[0] -= 1
+            if depth[0] <= 0:
+                depth[0] = 0
+                if not _step_was_skipped(opt, kwargs):
+                    self.normalize_()
 
-        if any(getattr(h, "_san_optimizer", None) is optimizer for h in self._handles):
-            raise RuntimeError("SAN.attach: this optimizer is already attached")
-        handle = optimizer.register_step_post_hook(after_step)
-        handle._san_optimizer = optimizer  # type: ignore[attr-defined]
-        self._handles.append(handle)
+        handle = _AttachHandle(
+            optimizer, optimizer.register_step_pre_hook(before_step), optimizer.register_step_post_hook(after_step)
+        )
+        self._attached.append(handle)
         return handle
 
     def remove(self) -> list[str]:
         """Detach all hooks, release the layers and undo what :func:`apply_san` changed; returns layer names."""
-        for handle in self._handles:
+        for handle in [*self._handles, *self._attached]:
             handle.remove()
         self._handles.clear()
+        self._attached.clear()
         for layer in self.layers.values():
             if _APPLIED.get(layer) is self:
                 del _APPLIED[layer]
@@ -398,6 +451,11 @@ def apply_san(
     """
     inner = unwrap_model(module)
     matched = select_layers(inner, targets, exclude=exclude).matched  # fail early, before any change
+    for name, layer in resolve(inner, matched):
+        if layer in _APPLIED:
+            raise RuntimeError(
+                f"apply_san: layer {name!r} is already normalized by {_APPLIED[layer]!r}; call its .remove() first"
+            )
     convs = [n for n, m in resolve(inner, matched) if isinstance(m, nn.modules.conv._ConvNd)]
     records: list[Union[PaddingRecord, SpectralNormRecord]] = []
     try:

@@ -93,8 +93,9 @@ def strip_spectral_norm_(
         if style == "parametrization":
             plist: Any = layer.parametrizations
             if list(plist.keys()) != ["weight"] or len(plist["weight"]) != 1:
+                chains = {k: [type(p).__name__ for p in v] for k, v in plist.items()}
                 raise ValueError(
-                    f"strip_spectral_norm_: layer {name!r} has parametrizations {dict(plist)}; expected "
+                    f"strip_spectral_norm_: layer {name!r} has parametrizations {chains}; expected "
                     "spectral norm alone on 'weight'"
                 )
     record = SpectralNormRecord(module)
@@ -137,13 +138,24 @@ def convert_spectral_norm_state_dict(state_dict: Mapping[str, Tensor]) -> dict[s
     """Turn a spectral-norm checkpoint into a plain one: ``X.weight_orig`` and
     ``X.parametrizations.weight.original`` become ``X.weight``; ``u``/``v`` vectors are dropped.
 
-    Other keys pass through unchanged (the returned dict is new; tensors are shared, not copied).
+    Hook-style keys count as spectral norm only when the whole ``weight_orig``/``weight_u``/``weight_v``
+    triple is present for a prefix. Other keys pass through unchanged (the returned dict is new;
+    tensors are shared, not copied).
     """
+    hook_parts: dict[str, set[str]] = {}
+    for key in state_dict:
+        hook = _HOOK_SN_KEY.match(key)
+        if hook:
+            hook_parts.setdefault(hook.group(1), set()).add(hook.group(2))
+    hook_prefixes = {p for p, parts in hook_parts.items() if parts == {"orig", "u", "v"}}
     out: dict[str, Tensor] = {}
     for key, value in state_dict.items():
-        match = _HOOK_SN_KEY.match(key) or _PARAM_SN_KEY.match(key)
+        match = _PARAM_SN_KEY.match(key)
+        hook = _HOOK_SN_KEY.match(key)
+        if hook is not None and hook.group(1) in hook_prefixes:
+            match = hook
         if match is None:
             out[key] = value
-        elif match.group(2) == "orig" or match.group(2) == "original":
+        elif match.group(2) in ("orig", "original"):
             out[f"{match.group(1)}weight"] = value
     return out

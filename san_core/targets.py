@@ -60,6 +60,11 @@ def select_layers(
     *without* wildcards must exist and be of a supported type. Raises ``ValueError`` naming the
     patterns and the closest layer names when nothing matches.
     """
+    if isinstance(module, types):
+        raise ValueError(
+            f"{what}: got a bare {type(module).__name__}; layers are chosen by name inside a container, "
+            "so wrap it (e.g. nn.Sequential(layer))"
+        )
     include = as_patterns(targets, "targets")
     excluded = as_patterns(exclude, "exclude")
     named = dict(module.named_modules())

@@ -1,0 +1,280 @@
+"""Diagnostics on tensors: a conv layer's exact top singular value, spectral norm's estimate, channel sparsity.
+
+Pure functions (nothing is mutated except the documented power-iteration vector ``u``), torch only,
+float64 when the weight is float64. Symbols follow the paper: a conv ``W`` with ``m`` output and ``n``
+input channels and kernels ``w_ij``; ``‖W‖₀,∞`` is the SAN constant (:func:`san_core.conv_constant`).
+
+Ordering of the three constants of one circular conv layer (proved in the docstrings below):
+
+    ‖W‖₀,∞ (exact stride mode)  ≤  σ₁(W)  ≤  √(m·n) · ‖W‖₀,∞
+    σ₁(W_reshaped) (SN)         ≤  σ₁(W)  ≤  √T · σ₁(W_reshaped)      (T = taps per kernel)
+
+the SN inequality holding when no two taps of a polyphase component alias on the map (kernel extent
+≤ map size per dimension, the usual case).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+IntOrTuple = Union[int, Sequence[int]]
+MiB = 1 << 20
+
+
+def _tuple(value: IntOrTuple, ndim: int, name: str, who: str) -> tuple[int, ...]:
+    out = (int(value),) * ndim if isinstance(value, int) else tuple(int(v) for v in value)
+    if len(out) != ndim or any(v < 1 for v in out):
+        raise ValueError(f"{who}: expected {name} to be a positive int or {ndim} positive ints, got {value!r}")
+    return out
+
+
+def _real_dtype(weight: Tensor, who: str) -> torch.dtype:
+    if weight.is_complex() or not weight.is_floating_point():
+        raise TypeError(f"{who}: expected a real floating-point weight, got dtype {weight.dtype}")
+    if weight.device.type == "meta":
+        raise ValueError(f"{who}: weight is a meta tensor (no values); materialize the model first")
+    return torch.float64 if weight.dtype == torch.float64 else torch.float32
+
+
+def _conv_args(weight: Tensor, input_size: Sequence[int], stride: IntOrTuple, dilation: IntOrTuple, who: str):
+    ndim = weight.dim() - 2
+    if ndim < 1:
+        raise ValueError(f"{who}: expected a conv weight (out, in/groups, *kernel), got shape {tuple(weight.shape)}")
+    if isinstance(input_size, int) or len(tuple(input_size)) != ndim:
+        raise ValueError(f"{who}: expected input_size with {ndim} spatial dims, got {input_size!r}")
+    return ndim, _tuple(input_size, ndim, "input_size", who), _tuple(stride, ndim, "stride", who), _tuple(
+        dilation, ndim, "dilation", who
+    )
+
+
+def _taps(kernel_size: Sequence[int], dilation: Sequence[int]) -> Tensor:
+    """``(T, d)`` int64 tap positions ``index · dilation`` in the weight's flattening order."""
+    axes = [torch.arange(k, dtype=torch.int64) * d for k, d in zip(kernel_size, dilation)]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(axes))
+
+
+def conv_singular_value(
+    weight: Tensor,
+    input_size: Sequence[int],
+    stride: IntOrTuple = 1,
+    *,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    transposed: bool = False,
+    max_memory: int = 64 * MiB,
+) -> Tensor:
+    """Exact top singular value ``σ₁`` of a multi-channel conv with circular padding, a 0-d tensor.
+
+    Sedghi, Gupta & Long (2018): the operator is block-diagonalized by the DFT, so its singular values
+    are those of the ``m × n`` matrices ``P(ω)_ij = Σ_t w_ij[t] e^{-2πi⟨ω, t⟩/N}`` over all frequencies
+    ``ω`` of the ``N = input_size`` grid; ``σ₁ = max_ω ‖P(ω)‖₂``. Taps beyond the map wrap around.
+
+    Stride ``s`` (map divisible by ``s``): the strided operator is a stride-1 conv on the ``N/s`` grid
+    from the ``s^d`` polyphase components ``x_p[u] = x[s·u + p]``, i.e. ``P(ω)`` becomes
+    ``m × (n·s^d)``. Groups: the operator is block diagonal, ``σ₁`` the largest over groups.
+    ``transposed=True`` takes a ``ConvTranspose`` weight ``(in, out/groups, *k)``: the layer is the
+    adjoint of that conv on its output grid ``input_size · stride``, same singular values.
+
+    The real-weight symmetry ``P(-ω) = conj P(ω)`` halves the frequencies; they are processed in
+    chunks so that the complex ``P`` of a chunk takes at most ``max_memory`` bytes (the SVD's own
+    workspace comes on top). The DFT is accumulated tap by tap with element-wise products (no matmul,
+    so no TF32); computed in float64 for float64 weights, float32 otherwise.
+    """
+    who = "conv_singular_value"
+    rdtype = _real_dtype(weight, who)
+    ndim, size, stride_t, dil_t = _conv_args(weight, input_size, stride, dilation, who)
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or weight.shape[0] % groups:
+        raise ValueError(f"{who}: groups={groups!r} does not divide the weight of shape {tuple(weight.shape)}")
+    if not isinstance(max_memory, int) or max_memory < 1024:
+        raise ValueError(f"{who}: expected max_memory to be an int number of bytes >= 1024, got {max_memory!r}")
+    grid_full = tuple(n * s for n, s in zip(size, stride_t)) if transposed else size
+    if any(n % s for n, s in zip(grid_full, stride_t)):
+        raise ValueError(
+            f"{who}: a strided circular conv is a polyphase conv only when the map divides by the stride; "
+            f"got map {grid_full} and stride {stride_t}"
+        )
+    grid = tuple(n // s for n, s in zip(grid_full, stride_t))
+    taps = _taps(weight.shape[2:], dil_t)
+    strides = torch.tensor(stride_t, dtype=torch.int64)
+    phase_of_tap = torch.zeros(taps.shape[0], dtype=torch.int64)
+    for p, s in zip((taps % strides).unbind(1), stride_t):
+        phase_of_tap = phase_of_tap * s + p
+    coarse = taps // strides
+    phases = math.prod(stride_t)
+
+    m, n_g = weight.shape[0], weight.shape[1]
+    kernels = weight.detach().to(rdtype).reshape(m, n_g, -1)
+    cdtype = torch.complex128 if rdtype == torch.float64 else torch.complex64
+    # Frequencies of the half spectrum (last axis 0..N/2), flattened.
+    axes = [torch.arange(k, dtype=rdtype) for k in grid[:-1]] + [torch.arange(grid[-1] // 2 + 1, dtype=rdtype)]
+    freqs = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, ndim)
+    phase_per_unit = freqs / torch.tensor(grid, dtype=rdtype)  # (F, d): ω/N
+    per_freq = m * n_g * phases * (16 if cdtype == torch.complex128 else 8)
+    chunk = max(1, max_memory // per_freq)
+    best = torch.zeros((), dtype=rdtype, device=weight.device)
+    for start in range(0, freqs.shape[0], chunk):
+        angles = -2 * math.pi * (phase_per_unit[start : start + chunk] @ coarse.to(rdtype).T)  # (Fc, T)
+        e = torch.polar(torch.ones_like(angles), angles).to(weight.device)
+        mats = torch.zeros(e.shape[0], m, n_g, phases, dtype=cdtype, device=weight.device)
+        for t in range(taps.shape[0]):
+            mats[..., int(phase_of_tap[t])] += kernels[None, :, :, t] * e[:, t, None, None]
+        mats = mats.reshape(e.shape[0], groups, m // groups, n_g * phases)
+        best = torch.maximum(best, torch.linalg.matrix_norm(mats, ord=2).amax())
+    return best
+
+
+def sn_estimate(
+    weight: Tensor,
+    n_iter: Optional[int] = None,
+    *,
+    dim: int = 0,
+    u: Optional[Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+) -> Tensor:
+    """The ``σ₁`` spectral norm estimates: of the reshaped matrix ``W_mat = W.movedim(dim, 0).reshape(·, -1)``.
+
+    ``n_iter=None`` (default): exact ``‖W_mat‖₂`` (what SN converges to with a persistent ``u``).
+    ``n_iter=k``: ``k`` power iterations as ``torch.nn.utils.spectral_norm`` does, from ``u``
+    (updated in place, shape ``(W_mat.shape[0],)``) or from a normalized normal draw (``generator``).
+    ``dim``: 0 for Conv/Linear, 1 for ConvTranspose (torch's convention).
+
+    For a conv, ``σ₁(W_mat) ≤ σ₁(W) ≤ √T·σ₁(W_mat)`` (see :func:`conv_singular_value`; no aliasing):
+    ``P(ω) = W_mat B(ω)`` with ``‖B(ω)‖ ≤ √T``, and ``mean_ω P(ω)P(ω)ᴴ = W_mat W_matᴴ``.
+    """
+    who = "sn_estimate"
+    rdtype = _real_dtype(weight, who)
+    if weight.dim() < 2:
+        raise ValueError(f"{who}: expected a weight with >= 2 dims, got shape {tuple(weight.shape)}")
+    if not -weight.dim() <= dim < weight.dim():
+        raise ValueError(f"{who}: dim={dim} out of range for shape {tuple(weight.shape)}")
+    mat = weight.detach().to(rdtype).movedim(dim, 0)
+    mat = mat.reshape(mat.shape[0], -1)
+    if n_iter is None:
+        return torch.linalg.matrix_norm(mat, ord=2)
+    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1:
+        raise ValueError(f"{who}: expected n_iter None or an int >= 1, got {n_iter!r}")
+    if u is not None and tuple(u.shape) != (mat.shape[0],):
+        raise ValueError(f"{who}: expected u of shape ({mat.shape[0]},), got {tuple(u.shape)}")
+    start = u.detach() if u is not None else torch.randn(mat.shape[0], generator=generator, dtype=rdtype)
+    vec = F.normalize(start.to(mat), dim=0)
+    v = F.normalize(mat.t() @ vec, dim=0)
+    for _ in range(n_iter):
+        v = F.normalize(mat.t() @ vec, dim=0)
+        vec = F.normalize(mat @ v, dim=0)
+    if u is not None:
+        u.copy_(vec.to(u.dtype))
+    return torch.dot(vec, mat @ v)
+
+
+def kernel_fourier_maxima(
+    weight: Tensor,
+    input_size: Sequence[int],
+    *,
+    stride: IntOrTuple = 1,
+    dilation: IntOrTuple = 1,
+    transposed: bool = False,
+    max_memory: int = 64 * MiB,
+) -> Tensor:
+    """``‖F{w_ij}‖_∞`` of every kernel on the layer's full-resolution grid, shape ``weight.shape[:2]``.
+
+    Their maximum is the SAN constant ``‖W‖₀,∞`` (Lemma 1, ``stride_mode="paper"``); the whole matrix
+    is what a random ``filter_ratio`` subset samples from (Eq. 9). Kernels are folded onto the grid
+    (taps beyond the map wrap) and FFT'd in chunks of at most ``max_memory`` bytes of spectrum.
+    """
+    who = "kernel_fourier_maxima"
+    rdtype = _real_dtype(weight, who)
+    ndim, size, stride_t, dil_t = _conv_args(weight, input_size, stride, dilation, who)
+    grid = tuple(n * s for n, s in zip(size, stride_t)) if transposed else size
+    taps = _taps(weight.shape[2:], dil_t) % torch.tensor(grid, dtype=torch.int64)
+    flat_pos = torch.zeros(taps.shape[0], dtype=torch.int64)
+    for axis, n in enumerate(grid):
+        flat_pos = flat_pos * n + taps[:, axis]
+    kernels = weight.detach().to(rdtype).reshape(-1, taps.shape[0])
+    spectrum = math.prod(grid[:-1]) * (grid[-1] // 2 + 1) * (16 if rdtype == torch.float64 else 8)
+    chunk = max(1, max_memory // (spectrum + math.prod(grid) * kernels.element_size()))
+    out = []
+    for part in kernels.split(chunk):
+        folded = part.new_zeros(part.shape[0], math.prod(grid)).index_add_(1, flat_pos.to(part.device), part)
+        spec = torch.fft.rfftn(folded.reshape(-1, *grid), dim=tuple(range(1, ndim + 1)))
+        out.append(spec.abs().flatten(1).amax(1))
+    return torch.cat(out).reshape(weight.shape[:2])
+
+
+@dataclass
+class ChannelSparsity:
+    """Channel-sparsity statistics of features ``x`` with channels ``x_1 … x_k`` (the paper's Fig. 5).
+
+    ``norms``: ``(N, k)`` channel norms ``‖x_i‖`` (float64); ``zero_fraction``: ``(N,)`` per-sample
+    fraction of channels with ``‖x_i‖ ≤ threshold`` (``1 − ‖x‖₀/k``); ``counts``/``edges``: histogram
+    of all norms (``bins`` equal bins over ``[0, max]``; ``counts[0]`` includes the exact zeros, also
+    counted alone in ``zeros``).
+    """
+
+    norms: Tensor
+    zero_fraction: Tensor
+    counts: Tensor
+    edges: Tensor
+    zeros: int
+    threshold: float
+
+    @property
+    def mean_zero_fraction(self) -> float:
+        return float(self.zero_fraction.mean())
+
+
+def channel_sparsity(features: Tensor, threshold: float = 0.0, *, bins: int = 50) -> ChannelSparsity:
+    """Channel norms of ``features`` ``(N, k, *spatial)`` (or ``(N, k)``: scalar channels) and their sparsity."""
+    who = "channel_sparsity"
+    if features.dim() < 2 or not features.is_floating_point():
+        raise ValueError(
+            f"{who}: expected floating features (N, channels, *spatial), got {features.dtype} {tuple(features.shape)}"
+        )
+    if not threshold >= 0 or not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"{who}: expected threshold >= 0 and bins >= 1, got threshold={threshold!r} bins={bins!r}")
+    flat = features.detach().to(torch.float64).reshape(features.shape[0], features.shape[1], -1)
+    norms = torch.linalg.vector_norm(flat, dim=2).cpu()
+    zero_fraction = (norms <= threshold).to(torch.float64).mean(dim=1)
+    top = float(norms.max()) if norms.numel() else 0.0
+    counts, edges = torch.histogram(norms.flatten(), bins=bins, range=(0.0, top if top > 0 else 1.0))
+    return ChannelSparsity(norms, zero_fraction, counts, edges, int((norms == 0).sum()), float(threshold))
+
+
+def gain_from_sparsity(
+    density: Mapping[str, float],
+    caps: Optional[Mapping[str, float]] = None,
+    *,
+    exponent: float = 0.5,
+    reference: Optional[float] = None,
+) -> dict[str, float]:
+    """EXPERIMENTAL heuristic for a per-layer gain ``g_l`` from measured channel density (not from the paper).
+
+    The paper's Limitations suggest a per-layer compensation factor by sparsity (future work). Here
+    ``density[l]`` is the mean fraction of non-zero input channels of layer ``l``. For inputs with
+    ``k`` non-zero channels, a layer's gain is at most ``√k · ‖W‖₀,∞`` (Cauchy–Schwarz over channels
+    per frequency); so, keeping SAN's calibration on the sparsest layer (``reference``, default the
+    smallest density, ``g = 1``), a layer whose inputs are ``ρ`` times denser gets
+    ``g_l = clip(ρ^exponent, 1, caps[l])``, ``exponent = 1/2`` mirroring ``√k``. ``caps[l]`` should be
+    ``σ₁/‖W‖₀,∞`` so that no layer is normalized more strongly than exact spectral norm (which the
+    paper shows stalls training). Untested as a training recipe: compare it side by side.
+    """
+    if not density:
+        return {}
+    if any(not 0 < d <= 1 for d in density.values()):
+        raise ValueError(f"gain_from_sparsity: expected densities in (0, 1], got {dict(density)}")
+    ref = min(density.values()) if reference is None else float(reference)
+    if not 0 < ref <= 1:
+        raise ValueError(f"gain_from_sparsity: expected reference in (0, 1], got {reference!r}")
+    gains = {}
+    for name, d in density.items():
+        g = max(1.0, (d / ref) ** exponent)
+        if caps is not None and name in caps:
+            g = min(g, max(1.0, float(caps[name])))
+        gains[name] = g
+    return gains
