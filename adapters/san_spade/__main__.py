@@ -1,0 +1,7 @@
+"""``python -m san_spade``: see :mod:`san_spade.launcher`."""
+
+import sys
+
+from .launcher import main
+
+sys.exit(main())
