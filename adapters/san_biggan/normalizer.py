@@ -1,0 +1,160 @@
+"""``BigGANSAN``: :class:`san_core.SAN` over D's SAN layers, wired to BigGAN's ``D.optim``.
+
+After every real ``D.optim.step()`` (the optimizer's step post-hook; ``Adam16`` is an ``Optimizer``
+subclass, so it has them too) each selected ``W`` is divided by its constant, computed in float32 even
+for an fp16 D. Two BigGAN specifics on top of ``san_core``:
+
+- the constant each layer was divided by is written into its ``sv0`` buffer (``utils.get_SVs`` logs it);
+- ``Adam16`` keeps an fp32 master copy of each fp16 weight (``state["fp32_p"]``) and overwrites the
+  weight from it at its next step, so the master is divided by the same constant and the fp16 weight
+  re-cast from it; without this SAN's rescale would be undone one step later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+from san_core import SAN, unwrap_model
+
+from .layers import SANLayer
+from .options import SANOptions
+
+#: Optimizer-state keys that hold an fp32 master copy of a low-precision Parameter (BigGAN's Adam16).
+MASTER_COPY_KEYS: tuple[str, ...] = ("fp32_p",)
+
+
+class BigGANSAN:
+    """SAN of the named layers of ``module`` (a BigGAN D), normalizing once per attached optimizer step.
+
+    Args:
+        module: the discriminator (``DataParallel`` wrappers are unwrapped).
+        layer_names: SAN layers (:class:`~san_biggan.layers.SANLayer`) to normalize.
+        options: :class:`SANOptions`.
+        example_input: ``(x, y)`` run once to learn each conv's input size; the weights are then
+            normalized at once. Without it (and without complete ``input_sizes``) each layer is
+            normalized just before its first forward pass instead.
+        input_sizes: ``{conv name: (H, W)}``.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        layer_names: Sequence[str],
+        options: SANOptions,
+        *,
+        example_input: Union[Tensor, tuple, None] = None,
+        input_sizes: Optional[dict[str, Sequence[int]]] = None,
+    ) -> None:
+        self.module = unwrap_model(module)
+        self.options = options
+        named = dict(self.module.named_modules())
+        not_san = [n for n in layer_names if not isinstance(named.get(n), SANLayer)]
+        if not_san:
+            raise ValueError(f"BigGANSAN: expected SAN layers (SANConv2d/SANLinear/SANEmbedding), got {not_san}")
+        convs = [n for n in layer_names if isinstance(named[n], nn.Conv2d)]
+        sizes_known = example_input is not None or all(n in (input_sizes or {}) for n in convs)
+        self.san = SAN(
+            self.module,
+            list(layer_names),
+            **options.san_kwargs(),
+            example_input=example_input,
+            input_sizes=input_sizes,
+            normalize_at_first_forward=not sizes_known,
+        )
+        self.optimizers: list[torch.optim.Optimizer] = []
+        self._handles: list[Any] = []
+        try:
+            if sizes_known:
+                self.normalize_(force=True)
+            self._handles.append(self.module.register_load_state_dict_post_hook(self._after_load))
+        except BaseException:
+            self.remove()
+            raise
+
+    def __repr__(self) -> str:
+        return f"BigGANSAN({len(self.san.layers)} layers, {self.options})"
+
+    @property
+    def layers(self) -> dict[str, nn.Module]:
+        return self.san.layers
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> Any:
+        """Normalize after every real ``optimizer.step()``; returns the removable hook handle."""
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"BigGANSAN.attach: expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        if any(opt is optimizer for opt in self.optimizers):
+            raise RuntimeError("BigGANSAN.attach: this optimizer is already attached")
+
+        def after_step(opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+            found_inf = kwargs.get("found_inf") if kwargs else None
+            if found_inf is not None and bool(found_inf):
+                return
+            self.normalize_()
+
+        handle = optimizer.register_step_post_hook(after_step)
+        self.optimizers.append(optimizer)
+        self._handles.append(handle)
+        return handle
+
+    def normalize_(self, *, force: bool = False) -> dict[str, Tensor]:
+        """:meth:`san_core.SAN.normalize_`, then sync Adam16 masters and write ``sv0``; returns constants."""
+        constants = self.san.normalize_(force=force)
+        if constants:
+            self._after_rescale(constants)
+        return constants
+
+    def _after_rescale(self, constants: dict[str, Tensor]) -> None:
+        eps = self.san.config["eps"]
+        with torch.no_grad():
+            for name, constant in constants.items():
+                layer = self.san.layers[name]
+                weight = layer.weight
+                for optimizer in self.optimizers:
+                    state = optimizer.state.get(weight)
+                    for key in MASTER_COPY_KEYS:
+                        master = state.get(key) if state else None
+                        if isinstance(master, Tensor) and master.shape == weight.shape and master is not weight:
+                            master.div_(constant.clamp_min(eps).to(master.device, master.dtype))
+                            weight.copy_(master)
+                layer.record_constant_(constant)  # type: ignore[operator]
+
+    def _after_load(self, module: nn.Module, incompatible: Any) -> None:
+        # Loaded weights (e.g. from an SN checkpoint) may not be normalized: rescale them once.
+        if all(n in self.san.input_sizes for n, m in self.san.layers.items() if isinstance(m, nn.Conv2d)):
+            self.normalize_(force=True)
+
+    def constants(self) -> dict[str, Tensor]:
+        """Every layer's current constant (changes no weight; draws new subsets when ``r < 1``)."""
+        return self.san.constants()
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Per layer: name, type, shape, input size, last constant."""
+        return self.san.describe()
+
+    def report(self) -> str:
+        """A table of the SAN layers, one per line."""
+        rows = self.describe()
+        lines = [f"SAN layers of {type(self.module).__name__} ({len(rows)}), {self.options}:"]
+        for row in rows:
+            size = "x".join(map(str, row["input_size"])) if row["input_size"] else "-"
+            const = f"{row['constant']:.4f}" if row["constant"] is not None else "at first forward"
+            lines.append(f"  {row['name']:<28} {row['type']:<13} {tuple(row['shape'])!s:<20} in {size:<7} c={const}")
+        return "\n".join(lines)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.san.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.san.load_state_dict(state)
+
+    def remove(self) -> list[str]:
+        """Detach every hook and release the layers (weights keep their values)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self.optimizers.clear()
+        return self.san.remove()

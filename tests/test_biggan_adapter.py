@@ -1,0 +1,368 @@
+"""san_biggan: SAN layers, construction-time swap, patch_discriminator/unpatch, launcher; stand-in and real checkout.
+
+The stand-in (tests/standins/biggan_standin.py) is built the way BigGAN-PyTorch builds its models. The
+tests marked ``real`` use an actual ajbrock/BigGAN-PyTorch checkout named by ``SAN_BIGGAN_ROOT``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from san_biggan import (
+    BigGANCheckout,
+    SANBigGANError,
+    SANConv2d,
+    SANEmbedding,
+    SANLayer,
+    SANLinear,
+    SANOptions,
+    install_discriminator_patch,
+    is_ajbrock_sn,
+    patch_discriminator,
+    san_layer_from,
+)
+from san_biggan.launcher import main
+from standins import biggan_standin as standin
+from torch import nn
+
+from san_core import conv_constant, linear_constant
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "cifar10_exact_subset.npz"
+
+
+def recomputed(D: nn.Module) -> dict[str, float]:
+    """Every SAN layer's constant now, computed by san_core from the weight (float32 inside)."""
+    out = {}
+    for name, layer in D.san.layers.items():
+        if isinstance(layer, nn.Conv2d):
+            size = D.san.san.input_sizes[name]
+            out[name] = float(conv_constant(layer.weight, size, stride=layer.stride, dilation=layer.dilation))
+        else:
+            out[name] = float(linear_constant(layer.weight))
+    return out
+
+
+def assert_normalized(D: nn.Module, tol: float) -> None:
+    worst = {n: c for n, c in recomputed(D).items() if abs(c - 1) > tol}
+    assert not worst, f"constants off 1 by more than {tol}: {worst}"
+
+
+@pytest.fixture
+def restore_standin():
+    init = standin.Discriminator.__dict__["__init__"]
+    yield
+    standin.Discriminator.__init__ = init
+
+
+@pytest.fixture
+def installed(restore_standin):
+    return install_discriminator_patch(standin, SANOptions(), verbose=False)
+
+
+# ---------------------------------------------------------------------------------------- layers
+def test_san_layers_take_sn_arguments_pad_circularly_and_load_sn_state():
+    conv = functools.partial(SANConv2d, kernel_size=3, padding=1, num_svs=1, num_itrs=2, eps=1e-8)(4, 6)
+    x = torch.randn(2, 4, 7, 7)
+    expected = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="circular"), conv.weight, conv.bias)
+    torch.testing.assert_close(conv(x), expected)
+    assert conv.sv0.shape == (1,) and "sv0" in conv.state_dict() and (conv.num_svs, conv.num_itrs) == (1, 2)
+    sn = standin.SNEmbedding(5, 3, num_svs=2)
+    san = SANEmbedding(5, 3, num_svs=2)
+    san.load_state_dict(sn.state_dict())  # u0, u1, sv1 of an SN checkpoint are not SAN state
+    torch.testing.assert_close(san.weight, sn.weight)
+    assert isinstance(SANLinear(3, 2), nn.Linear) and isinstance(san, nn.Embedding)
+    mmagic_style = standin.SNConv2d(2, 3, 3, padding=1)  # mmagic's copy names the attribute num_iters
+    mmagic_style.num_iters = mmagic_style.__dict__.pop("num_itrs") + 2
+    converted = san_layer_from(mmagic_style)
+    assert converted.num_itrs == 3 and converted.weight is mmagic_style.weight and converted.padding_mode == "circular"
+    with pytest.raises(ValueError, match="num_svs to be an int >= 1, got 0"):
+        SANLinear(3, 2, num_svs=0)
+
+
+# --------------------------------------------------------------------------- construction-time swap
+def test_construction_swap_builds_san_D_only(installed):
+    D = standin.Discriminator(D_param="SAN")
+    G = standin.Generator()
+    kinds = [m for m in D.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))]
+    assert kinds and all(isinstance(m, SANLayer) for m in kinds)
+    assert all(is_ajbrock_sn(m) for m in G.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    assert standin.layers.SNConv2d is standin.SNConv2d and D.D_param == "SAN"
+    optimized = {id(p) for group in D.optim.param_groups for p in group["params"]}
+    assert optimized == {id(p) for p in D.parameters()}
+    assert_normalized(D, 1e-5)  # normalized once at construction
+    assert all(
+        isinstance(m, standin.SNConv2d)
+        for m in standin.Discriminator(D_param="SN").modules()
+        if isinstance(m, nn.Conv2d)
+    )
+    installed.remove()
+    with pytest.raises(AttributeError, match="which_conv"):  # the original again: it knows only D_param='SN'
+        standin.Discriminator(D_param="SAN")
+
+
+def test_constants_are_one_after_every_D_step_and_sv0_logs_them(installed):
+    torch.manual_seed(0)
+    D, G = standin.Discriminator(D_param="SAN"), standin.Generator()
+    for _ in range(3):
+        before = [p.detach().clone() for p in D.parameters()]
+        standin.d_step(G, D)
+        assert_normalized(D, 1e-5)
+        last = D.san.san.last_constants
+        assert max(abs(float(c) - 1) for c in last.values()) > 1e-6  # the step moved W; SAN pulled it back
+        svs = {n[: -len(".sv0")]: float(b) for n, b in D.state_dict().items() if "sv" in n}
+        assert svs == pytest.approx({n: float(c) for n, c in last.items()}, abs=1e-6)
+        assert any(not torch.equal(a, b) for a, b in zip(before, D.parameters()))
+
+
+def test_interval_normalizes_every_nth_step(restore_standin):
+    install_discriminator_patch(standin, SANOptions(interval=2), verbose=False)
+    torch.manual_seed(1)
+    D, G = standin.Discriminator(D_param="SAN"), standin.Generator()
+    standin.d_step(G, D)
+    assert max(abs(c - 1) for c in recomputed(D).values()) > 1e-6
+    standin.d_step(G, D)
+    assert_normalized(D, 1e-5)
+
+
+def test_fp16_D_with_master_copy_adam(installed):
+    torch.manual_seed(2)
+    D = standin.Discriminator(D_param="SAN", D_mixed_precision=True, D_fp16=True).half()
+    G = standin.Generator()
+    for _ in range(3):
+        standin.d_step(G, D)
+        assert_normalized(D, 3e-3)  # fp16 weights; the constant itself is computed in float32
+        conv = D.blocks[1].conv2
+        assert conv.weight.dtype == torch.float16 and conv_constant(conv.weight, (8, 8)).dtype == torch.float32
+        for layer in D.san.layers.values():
+            master = D.optim.state[layer.weight]["fp32_p"]
+            assert torch.equal(layer.weight, master.half())  # Adam16-style master divided too
+            assert float(
+                linear_constant(master.flatten(1)) / linear_constant(layer.weight.flatten(1))
+            ) == pytest.approx(1, abs=2e-3)
+
+
+def test_loading_a_checkpoint_renormalizes_and_accepts_sn_state(installed):
+    D = standin.Discriminator(D_param="SAN")
+    sn_state = standin.Discriminator().state_dict()  # an SN checkpoint: raw weights, u0 buffers
+    D.load_state_dict(sn_state)
+    assert_normalized(D, 1e-5)
+    state = {k: v * 3 if k.endswith("weight") else v for k, v in D.state_dict().items()}
+    D.load_state_dict(state)
+    assert_normalized(D, 1e-5)
+
+
+# -------------------------------------------------------------------------------- patch/unpatch
+def test_patch_keeps_parameters_and_unpatch_restores_modules():
+    torch.manual_seed(3)
+    D, G = standin.Discriminator(), standin.Generator()
+    standin.d_step(G, D)  # Adam state exists
+    x, y = torch.randn(2, 3, 16, 16), torch.tensor([0, 3])
+    modules, params = dict(D.named_modules()), [id(p) for p in D.parameters()]
+    hooks = len(D.optim._optimizer_step_post_hooks)
+    out = D.eval()(x, y)
+    patch = patch_discriminator(D)
+    assert [id(p) for p in D.parameters()] == params and all(p in D.optim.state for p in D.parameters())
+    assert set(patch.names) == {n for n, m in modules.items() if is_ajbrock_sn(m)} and D.D_param == "SAN"
+    assert_normalized(D, 1e-5)
+    patch.unpatch()
+    assert all(D.get_submodule(n) is m for n, m in modules.items() if n)
+    torch.testing.assert_close(D(x, y), out)  # SN is blind to the scale SAN changed
+    patch = patch_discriminator(D.train())
+    standin.d_step(G, D)
+    assert_normalized(D, 1e-5)
+    patch.unpatch()
+    assert len(D.optim._optimizer_step_post_hooks) == hooks and "san" not in D.__dict__ and D.D_param == "SN"
+    standin.d_step(G, D)  # D.optim still drives the (restored) SN D
+
+
+def test_patch_selects_kinds_and_targets():
+    D = standin.Discriminator()
+    patch = patch_discriminator(D, layers=("conv",), targets="blocks.0.*")
+    assert patch.names == ["blocks.0.conv1", "blocks.0.conv2", "blocks.0.conv_sc"]
+    assert is_ajbrock_sn(D.blocks[1].conv1) and is_ajbrock_sn(D.linear) and is_ajbrock_sn(D.embed)
+
+
+def test_bad_input_leaves_model_untouched(restore_standin):
+    plain = nn.Sequential(nn.Conv2d(3, 3, 3), nn.Linear(3, 1))
+    with pytest.raises(SANBigGANError, match="nothing to patch"):
+        patch_discriminator(plain)
+    D = standin.Discriminator()
+    modules = dict(D.named_modules())
+    for kwargs, message in [
+        ({"interval": 0}, "interval"),
+        ({"layers": ("bogus",)}, "subset"),
+        ({"targets": "nope"}, "no layer"),
+    ]:
+        with pytest.raises(SANBigGANError, match=message):
+            patch_discriminator(D, **kwargs)
+        assert dict(D.named_modules()) == modules and "san" not in D.__dict__
+    patch_discriminator(D)
+    with pytest.raises(SANBigGANError, match="already has SAN"):
+        patch_discriminator(D)
+    with pytest.raises(SANBigGANError, match="expected a Discriminator"):
+        install_discriminator_patch(torch.nn)
+    install_discriminator_patch(standin, verbose=False)
+    with pytest.raises(SANBigGANError, match="already patched"):
+        install_discriminator_patch(standin)
+
+
+# ------------------------------------------------------------------------------------- launcher
+PLAIN_MODEL = """
+import layers, torch
+from standins.biggan_standin import Generator
+class Discriminator(torch.nn.Module):
+    def __init__(self, D_param="SN", **kwargs):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 1, 3)
+        self.optim = torch.optim.Adam(self.parameters())
+"""
+
+
+@pytest.fixture
+def fake_checkout(tmp_path, restore_standin):
+    """A checkout whose flat modules are one-liners re-exporting the stand-in."""
+    src = "standins.biggan_standin"
+    files = dict(layers="SN, SNConv2d, SNEmbedding, SNLinear", BigGAN="Discriminator, Generator", train="run")
+    files.update(utils="prepare_parser", train_fns="d_step", losses="g_step")
+    for name, names in files.items():
+        (tmp_path / f"{name}.py").write_text(f"from {src} import {names}  # noqa: F401\n")
+    (tmp_path / "plain.py").write_text(PLAIN_MODEL)  # a D that builds no SN layer
+    yield tmp_path
+    BigGANCheckout(tmp_path).unload()
+
+
+def test_launcher_runs_train_with_san_D_and_paper_beta1(fake_checkout, capsys):
+    assert main(["--biggan-root", str(fake_checkout), "--", "--D_param", "SAN", "--san_interval", "1"]) == 0
+    run = standin.RUNS[-1]
+    assert all(isinstance(m, SANLayer) for m in run["D"].modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    assert run["D"].optim.param_groups[0]["betas"][0] == 0.5 and len(run["sv_after_D_steps"]) == 4
+    assert "Adam beta1 of D (--D_B1) = 0.5" in capsys.readouterr().out
+    standin.Discriminator.__init__ = standin.Discriminator.__init__.__san_biggan_original__
+    assert (
+        main(["--biggan-root", str(fake_checkout), "--", "--D_param", "SAN", "--D_B1", "0.2", "--num_iters", "1"]) == 0
+    )
+    assert standin.RUNS[-1]["D"].optim.param_groups[0]["betas"][0] == 0.2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--biggan-root", "/nonexistent/biggan", "--"], "no such directory"),
+        (["--biggan-root", "{empty}", "--"], "missing train.py"),
+        (["--biggan-root", "{root}", "--", "--D_param", "SAN", "--san_intervall", "2"], "did you mean --san_interval"),
+        (["--biggan-root", "{root}", "--", "--san_interval", "2"], "--D_param is 'SN'; add --D_param SAN"),
+        (["--biggan-root", "{root}", "--", "--D_param", "SAN", "--san_filter_ratio", "2"], "filter_ratio in (0, 1]"),
+        (["--biggan-root", "{root}", "--", "--D_param", "SAN", "--model", "losses"], "expected a Discriminator"),
+        (["--biggan-root", "{root}", "--", "--D_param", "SAN", "--D_ch", "x"], "invalid int value"),
+        (["--biggan-root", "{root}", "--", "--D_param", "SAN", "--model", "plain"], "nothing to patch"),
+    ],
+)
+def test_launcher_bad_input_one_line_nonzero_nothing_patched(fake_checkout, tmp_path_factory, capsys, args, message):
+    empty = tmp_path_factory.mktemp("empty")
+    init = standin.Discriminator.__dict__["__init__"]
+    argv = [a.format(root=fake_checkout, empty=empty) for a in args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("san_biggan: error:") and message in err[0]
+    assert standin.Discriminator.__dict__["__init__"] is init
+
+
+# ------------------------------------------------------------------------------ real checkout
+ROOT = os.environ.get("SAN_BIGGAN_ROOT")
+real = pytest.mark.skipif(not ROOT, reason="SAN_BIGGAN_ROOT is not set (path of an ajbrock/BigGAN-PyTorch checkout)")
+SMALL = ["--dataset", "C10", "--G_ch", "16", "--D_ch", "16", "--batch_size", "8", "--num_D_steps", "2", "--G_attn", "0"]
+
+
+@pytest.fixture
+def biggan():
+    """The real checkout's modules, the launcher's config (``prepare``: parser, patch, β1) and a builder."""
+    import importlib.util
+
+    from san_biggan.launcher import prepare
+
+    missing = [m for m in ("torchvision", "h5py", "tqdm", "scipy") if importlib.util.find_spec(m) is None]
+    if missing or not DATA.is_file():
+        pytest.skip(f"BigGAN-PyTorch needs {missing} installed; data {DATA} present: {DATA.is_file()}")
+    checkout = BigGANCheckout(ROOT)
+    patches = []
+
+    def build(*extra: str):
+        prepared = prepare(["--biggan-root", ROOT, "--", *SMALL, *extra])
+        patches.append(prepared.patch)
+        utils, model = checkout.import_module("utils"), checkout.import_module(prepared.config["model"])
+        config = dict(prepared.config, resolution=utils.imsize_dict["C10"], n_classes=utils.nclass_dict["C10"])
+        config.update(
+            G_activation=utils.activation_dict[config["G_nl"]], D_activation=utils.activation_dict[config["D_nl"]]
+        )
+        return config, utils, model
+
+    yield checkout, build
+    for patch in patches:
+        if patch is not None:
+            patch.remove()
+    checkout.unload()
+
+
+def cifar_batch(n: int, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    import numpy as np
+
+    data = np.load(DATA)
+    x = torch.from_numpy(data["x_train"][:n]).permute(0, 3, 1, 2).float() / 127.5 - 1  # ToTensor + Normalize(.5, .5)
+    return x.to(dtype), torch.from_numpy(data["y_train"][:n]).long()
+
+
+@real
+@pytest.mark.parametrize("fp16, attn", [(False, "16"), (True, "0")], ids=["fp32-attention", "fp16-Adam16"])
+def test_real_biggan_training_loop(biggan, fp16, attn, capsys):
+    checkout, build = biggan
+    config, utils, BigGAN = build("--D_param", "SAN", "--D_attn", attn, *(["--D_fp16", "--D_mixed_precision"] * fp16))
+    torch.manual_seed(0)
+    G, D = BigGAN.Generator(**config), BigGAN.Discriminator(**config)
+    D = D.half() if fp16 else D  # as train.run does
+    checks: list[dict[str, float]] = []
+    D.optim.register_step_post_hook(lambda *_: checks.append(recomputed(D)))  # runs after SAN's hook
+    z_, y_ = utils.prepare_z_y(config["batch_size"], G.dim_z, config["n_classes"], device="cpu")
+    state = dict(itr=0, epoch=0, save_num=0, save_best_num=0, best_IS=0, best_FID=999999, config=config)
+    train = checkout.import_module("train_fns").GAN_training_function(
+        G, D, BigGAN.G_D(G, D), z_, y_, None, state, config
+    )
+    x, y = cifar_batch(16, torch.float16 if fp16 else torch.float32)
+    for _ in range(1 if fp16 else 2):  # fp16 convs are slow on CPU
+        metrics = train(x, y)
+        assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+    tol = 3e-3 if fp16 else 1e-5
+    assert len(checks) == (2 if fp16 else 4) and all(abs(c - 1) < tol for check in checks for c in check.values()), (
+        checks
+    )
+    assert "Adam beta1 of D (--D_B1) = 0.5" in capsys.readouterr().out and D.optim.param_groups[0]["betas"][0] == 0.5
+    assert type(D.optim).__name__ == ("Adam16" if fp16 else "Adam")
+    svs = utils.get_SVs(D, "D")  # BigGAN's own SV logging
+    expected = {f"D_{n}_sv0".replace(".", "_"): float(c) for n, c in D.san.san.last_constants.items()}
+    assert svs == pytest.approx(expected, abs=1e-3 if fp16 else 1e-6) and len(svs) == 10 + 16 * (attn == "16") + 2
+    for layer in D.san.layers.values() if fp16 else ():
+        assert torch.equal(D.optim.state[layer.weight]["fp32_p"].half(), layer.weight)  # Adam16's master rescaled too
+    layers = checkout.import_module("layers")
+    assert utils.get_SVs(G, "G") and all(
+        isinstance(m, layers.SNConv2d) for m in G.modules() if isinstance(m, nn.Conv2d)
+    )
+
+
+@real
+@pytest.mark.parametrize("model", ["BigGAN", "BigGANdeep"])
+def test_real_patch_discriminator_and_unpatch(biggan, model):
+    config, _, module = biggan[1]("--model", model, "--D_attn", "0")
+    D = module.Discriminator(**config)
+    x, y = cifar_batch(4)
+    modules, params = dict(D.named_modules()), [id(p) for p in D.parameters()]
+    out = D.eval()(x, y)
+    patch = patch_discriminator(D.train())
+    assert [id(p) for p in D.parameters()] == params and patch.names and D.san.optimizers == [D.optim]
+    assert_normalized(D, 1e-5)
+    patch.unpatch()
+    assert all(D.get_submodule(n) is m for n, m in modules.items() if n)
+    torch.testing.assert_close(D.eval()(x, y), out, rtol=1e-4, atol=1e-4)
