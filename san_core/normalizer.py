@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import sys
 import weakref
 from collections.abc import Mapping, Sequence
+from types import FrameType
 from typing import Any, Optional, Union
 
 import torch
@@ -300,6 +302,8 @@ class SAN:
             self._check_finite(constants)
         except BaseException:
             self.generator.set_state(rng_state)
+            for n in set(self.power_vectors) - set(vectors):
+                del self.power_vectors[n]
             for n, u in vectors.items():
                 self.power_vectors[n].copy_(u)
             raise
@@ -358,17 +362,26 @@ class SAN:
         """
         if any(h.optimizer is optimizer and h.active for h in self._attached):
             raise RuntimeError("SAN.attach: this optimizer is already attached; remove its handle first")
-        depth = [0]
+        # The frames of the hooked ``step`` wrappers in progress. A step only counts when its post-hook
+        # finds no enclosing step still running; wrappers of steps that raised are not on the stack any
+        # more and are dropped at the next step.
+        running: list[FrameType] = []
 
         def before_step(opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
-            depth[0] += 1
+            wrapper = sys._getframe(1)
+            on_stack = set()
+            frame: Optional[FrameType] = wrapper
+            while frame is not None:
+                on_stack.add(id(frame))
+                frame = frame.f_back
+            running[:] = [f for f in running if id(f) in on_stack]
+            running.append(wrapper)
 
         def after_step(opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
-            depth[0] -= 1
-            if depth[0] <= 0:
-                depth[0] = 0
-                if not _step_was_skipped(opt, kwargs):
-                    self.normalize_()
+            wrapper = sys._getframe(1)
+            running[:] = [f for f in running if f is not wrapper]
+            if not running and not _step_was_skipped(opt, kwargs):
+                self.normalize_()
 
         handle = _AttachHandle(
             optimizer, optimizer.register_step_pre_hook(before_step), optimizer.register_step_post_hook(after_step)

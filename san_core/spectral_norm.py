@@ -138,22 +138,27 @@ def convert_spectral_norm_state_dict(state_dict: Mapping[str, Tensor]) -> dict[s
     """Turn a spectral-norm checkpoint into a plain one: ``X.weight_orig`` and
     ``X.parametrizations.weight.original`` become ``X.weight``; ``u``/``v`` vectors are dropped.
 
-    Hook-style keys count as spectral norm only when the whole ``weight_orig``/``weight_u``/``weight_v``
-    triple is present for a prefix. Other keys pass through unchanged (the returned dict is new;
-    tensors are shared, not copied).
+    Keys count as spectral norm only when a prefix has the whole triple (``weight_orig``/``weight_u``/
+    ``weight_v``, or ``parametrizations.weight.original``/``.0._u``/``.0._v``); anything else (plain
+    parameters with such names, other parametrizations) passes through unchanged. The returned dict is
+    new; tensors are shared, not copied.
     """
-    hook_parts: dict[str, set[str]] = {}
-    for key in state_dict:
-        hook = _HOOK_SN_KEY.match(key)
-        if hook:
-            hook_parts.setdefault(hook.group(1), set()).add(hook.group(2))
-    hook_prefixes = {p for p, parts in hook_parts.items() if parts == {"orig", "u", "v"}}
+    patterns = ((_HOOK_SN_KEY, {"orig", "u", "v"}), (_PARAM_SN_KEY, {"original", "0._u", "0._v"}))
+    sn_prefixes: list[set[str]] = []
+    for pattern, triple in patterns:
+        parts: dict[str, set[str]] = {}
+        for key in state_dict:
+            found = pattern.match(key)
+            if found:
+                parts.setdefault(found.group(1), set()).add(found.group(2))
+        sn_prefixes.append({p for p, seen in parts.items() if seen == triple})
     out: dict[str, Tensor] = {}
     for key, value in state_dict.items():
-        match = _PARAM_SN_KEY.match(key)
-        hook = _HOOK_SN_KEY.match(key)
-        if hook is not None and hook.group(1) in hook_prefixes:
-            match = hook
+        match = None
+        for (pattern, _), prefixes in zip(patterns, sn_prefixes):
+            found = pattern.match(key)
+            if found is not None and found.group(1) in prefixes:
+                match = found
         if match is None:
             out[key] = value
         elif match.group(2) in ("orig", "original"):

@@ -1,9 +1,16 @@
-"""Shared pytest setup: opt-in markers (``slow``, ``gpu``) and fixtures restoring global torch state."""
+"""Shared pytest setup: one torch thread, opt-in markers (``slow``, ``gpu``), fixtures restoring global torch state."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+
+pytest.register_assert_rewrite("_san_models")  # its assert helpers report values like test modules do
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One intra-op thread: the tests' tensors are tiny, so more threads only add contention (2-core CI)."""
+    torch.set_num_threads(1)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
