@@ -1,0 +1,252 @@
+"""Installing SAN into a StudioGAN checkout's modules at run time (the user's checkout is never edited).
+
+:func:`install` wraps five StudioGAN functions; :func:`uninstall` puts the originals back:
+
+- ``Configurations.load_base_cfgs``: also defines ``MODEL.apply_d_san`` and ``MODEL.d_san_*``
+  (:data:`~san_studiogan.options.DEFAULTS`), so StudioGAN's strict YAML loader accepts them.
+- ``Configurations._overwrite_cfgs``: first rejects unknown/misplaced SAN keys with one clear error.
+- ``Configurations.define_modules``: checks the SAN options (and SN / weight clipping / StyleGAN
+  conflicts) before anything changes, then swaps ``MODULES.d_conv2d``/``d_deconv2d``/``d_linear``/
+  ``d_embedding`` for :mod:`san_studiogan.builders` and stores the options as ``MODULES.d_san``.
+- ``models.model.load_generator_discriminator``: builds D with ``apply_d_sn=True`` (SN's
+  architecture: no BatchNorm in D) while ``cfgs.MODEL.apply_d_sn`` itself stays ``False``.
+- ``Configurations.define_optimizer``: builds :func:`san_core.apply_san` on D and attaches it to
+  ``OPTIMIZATION.d_optimizer`` (normalization after every real D step, R1's extra step included,
+  GradScaler-skipped steps excluded); the object is kept as ``cfgs.OPTIMIZATION.d_san``.
+
+``MODULES.d_san`` is pickled with ``cfgs`` into StudioGAN's spawned DDP workers; unpickling it
+calls :func:`restore_options`, which re-applies :func:`install` in that worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import inspect
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from san_core import SAN, apply_san, unwrap_model
+
+from .builders import d_builders
+from .options import DEFAULTS, SANOptions, check_yaml_keys, parse_options
+
+_MARK = "__san_studiogan_original__"
+#: ``(owner, attribute, original, owner had it in its own __dict__)`` for every installed wrapper.
+_PATCHES: list[tuple[Any, str, Any, bool]] = []
+_CONFIG_METHODS = ("load_base_cfgs", "_overwrite_cfgs", "define_modules", "define_optimizer")
+
+
+def _host_entry(module: ModuleType) -> str:
+    """The ``sys.path`` entry from which ``module`` (possibly dotted) was imported."""
+    path = Path(module.__file__ or "").resolve().parent
+    for _ in range(module.__name__.count(".")):
+        path = path.parent
+    return str(path)
+
+
+def _check_host(config_module: ModuleType, model_module: ModuleType) -> type:
+    cls = getattr(config_module, "Configurations", None)
+    missing = [m for m in _CONFIG_METHODS if not callable(getattr(cls, m, None))] if cls else ["Configurations"]
+    if missing:
+        raise TypeError(
+            f"san_studiogan.install: expected StudioGAN's src/config.py, got module {config_module.__name__!r} "
+            f"({getattr(config_module, '__file__', None)}) without {', '.join(missing)}"
+        )
+    if not callable(getattr(model_module, "load_generator_discriminator", None)):
+        raise TypeError(
+            f"san_studiogan.install: expected StudioGAN's src/models/model.py, got module {model_module.__name__!r} "
+            f"({getattr(model_module, '__file__', None)}) without load_generator_discriminator"
+        )
+    return cls
+
+
+def install(config_module: Optional[ModuleType] = None, model_module: Optional[ModuleType] = None) -> bool:
+    """Patch StudioGAN's ``config`` and ``models.model`` modules (imported by name when not given).
+
+    Idempotent; returns ``True`` when it patched, ``False`` when already installed there. Raises
+    ``ImportError`` when StudioGAN's ``src/`` is not importable, ``TypeError`` for other modules.
+    """
+    if config_module is None or model_module is None:
+        try:
+            config_module = config_module or importlib.import_module("config")
+            model_module = model_module or importlib.import_module("models.model")
+        except ImportError as err:
+            raise ImportError(
+                f"san_studiogan: StudioGAN is not importable ({err}); put PyTorch-StudioGAN/src on sys.path, or run "
+                "python -m san_studiogan --studiogan-root PATH -- <src/main.py arguments>"
+            ) from err
+    cls = _check_host(config_module, model_module)
+    if hasattr(cls.__dict__.get("define_modules"), _MARK):
+        return False
+    host = (config_module.__name__, model_module.__name__, _host_entry(config_module))
+    wrappers: dict[str, Callable[[Any], Any]] = {
+        "load_base_cfgs": _wrap_load_base_cfgs,
+        "_overwrite_cfgs": _wrap_overwrite_cfgs,
+        "define_modules": functools.partial(_wrap_define_modules, host=host),
+        "define_optimizer": _wrap_define_optimizer,
+    }
+    for name, wrap in wrappers.items():
+        _replace(cls, name, wrap(getattr(cls, name)))
+    _replace(model_module, "load_generator_discriminator", _wrap_loader(model_module.load_generator_discriminator))
+    return True
+
+
+def uninstall() -> list[str]:
+    """Put every wrapped function back exactly (the original objects); returns their names."""
+    names = []
+    for owner, name, original, own in reversed(_PATCHES):
+        if own:
+            setattr(owner, name, original)
+        else:
+            delattr(owner, name)
+        names.append(f"{getattr(owner, '__name__', owner)}.{name}")
+    _PATCHES.clear()
+    return names
+
+
+def is_installed(config_module: ModuleType) -> bool:
+    """Whether :func:`install` has patched this ``config`` module's ``Configurations``."""
+    cls = getattr(config_module, "Configurations", None)
+    return cls is not None and hasattr(cls.__dict__.get("define_modules"), _MARK)
+
+
+def restore_options(fields: dict[str, Any]) -> SANOptions:
+    """Unpickling hook of :class:`SANOptions`: re-install the patches in this process, then rebuild."""
+    options = SANOptions(**fields)
+    if options.host is not None:
+        config_name, model_name, entry = options.host
+        if entry not in sys.path:
+            sys.path.append(entry)
+        install(importlib.import_module(config_name), importlib.import_module(model_name))
+    return options
+
+
+def _replace(owner: Any, name: str, wrapper: Any) -> None:
+    original = owner.__dict__[name] if name in owner.__dict__ else getattr(owner, name)
+    setattr(wrapper, _MARK, original)
+    _PATCHES.append((owner, name, original, name in owner.__dict__))
+    setattr(owner, name, wrapper)
+
+
+def _wrap_load_base_cfgs(original: Callable) -> Callable:
+    @functools.wraps(original)
+    def load_base_cfgs(self: Any) -> Any:
+        result = original(self)
+        for key, value in DEFAULTS.items():
+            setattr(self.MODEL, key, value)
+        return result
+
+    return load_base_cfgs
+
+
+def _wrap_overwrite_cfgs(original: Callable) -> Callable:
+    @functools.wraps(original)
+    def _overwrite_cfgs(self: Any, cfg_file: str) -> Any:
+        import yaml  # StudioGAN's own dependency
+
+        try:
+            with open(cfg_file) as f:
+                yaml_cfg = yaml.load(f, Loader=yaml.FullLoader)
+        except (OSError, yaml.YAMLError):
+            yaml_cfg = None  # StudioGAN's own loader reports it
+        check_yaml_keys(yaml_cfg, str(cfg_file))
+        return original(self, cfg_file)
+
+    return _overwrite_cfgs
+
+
+def _wrap_define_modules(original: Callable, host: tuple[str, str, str]) -> Callable:
+    @functools.wraps(original)
+    def define_modules(self: Any) -> Any:
+        options = parse_options(self.MODEL, self.LOSS)  # every check before anything changes
+        modules = original(self)
+        self.MODULES.__dict__.pop("d_san", None)
+        if options is not None:
+            for slot, builder in d_builders(options.circular_padding).items():
+                setattr(self.MODULES, slot, builder)
+            self.MODULES.d_san = dataclasses.replace(options, host=host)
+        return modules
+
+    return define_modules
+
+
+def _wrap_loader(original: Callable) -> Callable:
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def load_generator_discriminator(*args: Any, **kwargs: Any) -> Any:
+        arguments = signature.bind_partial(*args, **kwargs).arguments
+        MODEL, MODULES = arguments.get("MODEL"), arguments.get("MODULES")
+        if getattr(MODULES, "d_san", None) is None:
+            return original(*args, **kwargs)
+        previous = MODEL.apply_d_sn
+        MODEL.apply_d_sn = True  # D gets SN's architecture; its layers come from the SAN builders
+        try:
+            return original(*args, **kwargs)
+        finally:
+            MODEL.apply_d_sn = previous
+
+    return load_generator_discriminator
+
+
+def _wrap_define_optimizer(original: Callable) -> Callable:
+    @functools.wraps(original)
+    def define_optimizer(self: Any, Gen: nn.Module, Dis: nn.Module) -> Any:
+        result = original(self, Gen, Dis)
+        previous = self.OPTIMIZATION.__dict__.pop("d_san", None)
+        if previous is not None:
+            previous.remove()
+        options = getattr(self.MODULES, "d_san", None)
+        if options is not None:
+            self.OPTIMIZATION.d_san = attach_san(
+                Dis,
+                self.OPTIMIZATION.d_optimizer,
+                options,
+                image_shape=(self.DATA.img_channels, self.DATA.img_size, self.DATA.img_size),
+                run_seed=getattr(self.RUN, "seed", None),
+            )
+        return result
+
+    return define_optimizer
+
+
+def attach_san(
+    Dis: nn.Module,
+    d_optimizer: torch.optim.Optimizer,
+    options: SANOptions,
+    *,
+    image_shape: tuple[int, int, int],
+    run_seed: Any = None,
+) -> SAN:
+    """SAN on StudioGAN's D, hooked to its optimizer; conv input sizes learned from one probe pass.
+
+    The probe runs ``Dis(zeros(2, C, H, W), zeros(2, long))`` in eval mode under ``no_grad``, so
+    every conv's map size is known (and checked) before training. With ``normalize_first`` the
+    weights are divided once right away (not counted as a step).
+    """
+    inner = unwrap_model(Dis)
+    device = next(inner.parameters()).device
+    probe = (torch.zeros(2, *image_shape, device=device), torch.zeros(2, dtype=torch.long, device=device))
+    san = apply_san(
+        inner,
+        options.targets,
+        circular_padding=options.circular_padding,
+        strip_spectral_norm=False,
+        example_input=probe,
+        **options.san_kwargs(run_seed),
+    )
+    try:
+        san.attach(d_optimizer)
+        if options.normalize_first:
+            san.normalize_(force=True)
+    except BaseException:
+        san.remove()
+        raise
+    return san
