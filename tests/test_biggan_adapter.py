@@ -1,20 +1,18 @@
-"""san_biggan: SAN layers, construction-time swap, patch_discriminator/unpatch, launcher; stand-in and real checkout.
+"""san_biggan on the stand-in (CI): SAN layers, construction-time swap, patch_discriminator/unpatch.
 
 The stand-in (tests/standins/biggan_standin.py) is built the way BigGAN-PyTorch builds its models. The
-tests marked ``real`` use an actual ajbrock/BigGAN-PyTorch checkout named by ``SAN_BIGGAN_ROOT``.
+launcher and checkpoints are in test_biggan_launcher.py, an actual checkout in test_biggan_real.py; both
+use :func:`recomputed` / :func:`assert_normalized` and the fixtures from here.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from san_biggan import (
-    BigGANCheckout,
     SANBigGANError,
     SANConv2d,
     SANEmbedding,
@@ -26,13 +24,10 @@ from san_biggan import (
     patch_discriminator,
     san_layer_from,
 )
-from san_biggan.launcher import main
 from standins import biggan_standin as standin
 from torch import nn
 
 from san_core import conv_constant, linear_constant
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "cifar10_exact_subset.npz"
 
 
 def recomputed(D: nn.Module) -> dict[str, float]:
@@ -209,160 +204,3 @@ def test_bad_input_leaves_model_untouched(restore_standin):
     install_discriminator_patch(standin, verbose=False)
     with pytest.raises(SANBigGANError, match="already patched"):
         install_discriminator_patch(standin)
-
-
-# ------------------------------------------------------------------------------------- launcher
-PLAIN_MODEL = """
-import layers, torch
-from standins.biggan_standin import Generator
-class Discriminator(torch.nn.Module):
-    def __init__(self, D_param="SN", **kwargs):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 1, 3)
-        self.optim = torch.optim.Adam(self.parameters())
-"""
-
-
-@pytest.fixture
-def fake_checkout(tmp_path, restore_standin):
-    """A checkout whose flat modules are one-liners re-exporting the stand-in."""
-    src = "standins.biggan_standin"
-    files = dict(layers="SN, SNConv2d, SNEmbedding, SNLinear", BigGAN="Discriminator, Generator", train="run")
-    files.update(utils="prepare_parser", train_fns="d_step", losses="g_step")
-    for name, names in files.items():
-        (tmp_path / f"{name}.py").write_text(f"from {src} import {names}  # noqa: F401\n")
-    (tmp_path / "plain.py").write_text(PLAIN_MODEL)  # a D that builds no SN layer
-    yield tmp_path
-    BigGANCheckout(tmp_path).unload()
-
-
-def test_launcher_runs_train_with_san_D_and_paper_beta1(fake_checkout, capsys):
-    assert main(["--biggan-root", str(fake_checkout), "--", "--D_param", "SAN", "--san_interval", "1"]) == 0
-    run = standin.RUNS[-1]
-    assert all(isinstance(m, SANLayer) for m in run["D"].modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
-    assert run["D"].optim.param_groups[0]["betas"][0] == 0.5 and len(run["sv_after_D_steps"]) == 4
-    assert "Adam beta1 of D (--D_B1) = 0.5" in capsys.readouterr().out
-    standin.Discriminator.__init__ = standin.Discriminator.__init__.__san_biggan_original__
-    assert (
-        main(["--biggan-root", str(fake_checkout), "--", "--D_param", "SAN", "--D_B1", "0.2", "--num_iters", "1"]) == 0
-    )
-    assert standin.RUNS[-1]["D"].optim.param_groups[0]["betas"][0] == 0.2
-
-
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--biggan-root", "/nonexistent/biggan", "--"], "no such directory"),
-        (["--biggan-root", "{empty}", "--"], "missing train.py"),
-        (["--biggan-root", "{root}", "--", "--D_param", "SAN", "--san_intervall", "2"], "did you mean --san_interval"),
-        (["--biggan-root", "{root}", "--", "--san_interval", "2"], "--D_param is 'SN'; add --D_param SAN"),
-        (["--biggan-root", "{root}", "--", "--D_param", "SAN", "--san_filter_ratio", "2"], "filter_ratio in (0, 1]"),
-        (["--biggan-root", "{root}", "--", "--D_param", "SAN", "--model", "losses"], "expected a Discriminator"),
-        (["--biggan-root", "{root}", "--", "--D_param", "SAN", "--D_ch", "x"], "invalid int value"),
-        (["--biggan-root", "{root}", "--", "--D_param", "SAN", "--model", "plain"], "nothing to patch"),
-    ],
-)
-def test_launcher_bad_input_one_line_nonzero_nothing_patched(fake_checkout, tmp_path_factory, capsys, args, message):
-    empty = tmp_path_factory.mktemp("empty")
-    init = standin.Discriminator.__dict__["__init__"]
-    argv = [a.format(root=fake_checkout, empty=empty) for a in args]
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("san_biggan: error:") and message in err[0]
-    assert standin.Discriminator.__dict__["__init__"] is init
-
-
-# ------------------------------------------------------------------------------ real checkout
-ROOT = os.environ.get("SAN_BIGGAN_ROOT")
-real = pytest.mark.skipif(not ROOT, reason="SAN_BIGGAN_ROOT is not set (path of an ajbrock/BigGAN-PyTorch checkout)")
-SMALL = ["--dataset", "C10", "--G_ch", "16", "--D_ch", "16", "--batch_size", "8", "--num_D_steps", "2", "--G_attn", "0"]
-
-
-@pytest.fixture
-def biggan():
-    """The real checkout's modules, the launcher's config (``prepare``: parser, patch, β1) and a builder."""
-    import importlib.util
-
-    from san_biggan.launcher import prepare
-
-    missing = [m for m in ("torchvision", "h5py", "tqdm", "scipy") if importlib.util.find_spec(m) is None]
-    if missing or not DATA.is_file():
-        pytest.skip(f"BigGAN-PyTorch needs {missing} installed; data {DATA} present: {DATA.is_file()}")
-    checkout = BigGANCheckout(ROOT)
-    patches = []
-
-    def build(*extra: str):
-        prepared = prepare(["--biggan-root", ROOT, "--", *SMALL, *extra])
-        patches.append(prepared.patch)
-        utils, model = checkout.import_module("utils"), checkout.import_module(prepared.config["model"])
-        config = dict(prepared.config, resolution=utils.imsize_dict["C10"], n_classes=utils.nclass_dict["C10"])
-        config.update(
-            G_activation=utils.activation_dict[config["G_nl"]], D_activation=utils.activation_dict[config["D_nl"]]
-        )
-        return config, utils, model
-
-    yield checkout, build
-    for patch in patches:
-        if patch is not None:
-            patch.remove()
-    checkout.unload()
-
-
-def cifar_batch(n: int, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-    import numpy as np
-
-    data = np.load(DATA)
-    x = torch.from_numpy(data["x_train"][:n]).permute(0, 3, 1, 2).float() / 127.5 - 1  # ToTensor + Normalize(.5, .5)
-    return x.to(dtype), torch.from_numpy(data["y_train"][:n]).long()
-
-
-@real
-@pytest.mark.parametrize("fp16, attn", [(False, "16"), (True, "0")], ids=["fp32-attention", "fp16-Adam16"])
-def test_real_biggan_training_loop(biggan, fp16, attn, capsys):
-    checkout, build = biggan
-    config, utils, BigGAN = build("--D_param", "SAN", "--D_attn", attn, *(["--D_fp16", "--D_mixed_precision"] * fp16))
-    torch.manual_seed(0)
-    G, D = BigGAN.Generator(**config), BigGAN.Discriminator(**config)
-    D = D.half() if fp16 else D  # as train.run does
-    checks: list[dict[str, float]] = []
-    D.optim.register_step_post_hook(lambda *_: checks.append(recomputed(D)))  # runs after SAN's hook
-    z_, y_ = utils.prepare_z_y(config["batch_size"], G.dim_z, config["n_classes"], device="cpu")
-    state = dict(itr=0, epoch=0, save_num=0, save_best_num=0, best_IS=0, best_FID=999999, config=config)
-    train = checkout.import_module("train_fns").GAN_training_function(
-        G, D, BigGAN.G_D(G, D), z_, y_, None, state, config
-    )
-    x, y = cifar_batch(16, torch.float16 if fp16 else torch.float32)
-    for _ in range(1 if fp16 else 2):  # fp16 convs are slow on CPU
-        metrics = train(x, y)
-        assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
-    tol = 3e-3 if fp16 else 1e-5
-    assert len(checks) == (2 if fp16 else 4) and all(abs(c - 1) < tol for check in checks for c in check.values()), (
-        checks
-    )
-    assert "Adam beta1 of D (--D_B1) = 0.5" in capsys.readouterr().out and D.optim.param_groups[0]["betas"][0] == 0.5
-    assert type(D.optim).__name__ == ("Adam16" if fp16 else "Adam")
-    svs = utils.get_SVs(D, "D")  # BigGAN's own SV logging
-    expected = {f"D_{n}_sv0".replace(".", "_"): float(c) for n, c in D.san.san.last_constants.items()}
-    assert svs == pytest.approx(expected, abs=1e-3 if fp16 else 1e-6) and len(svs) == 10 + 16 * (attn == "16") + 2
-    for layer in D.san.layers.values() if fp16 else ():
-        assert torch.equal(D.optim.state[layer.weight]["fp32_p"].half(), layer.weight)  # Adam16's master rescaled too
-    layers = checkout.import_module("layers")
-    assert utils.get_SVs(G, "G") and all(
-        isinstance(m, layers.SNConv2d) for m in G.modules() if isinstance(m, nn.Conv2d)
-    )
-
-
-@real
-@pytest.mark.parametrize("model", ["BigGAN", "BigGANdeep"])
-def test_real_patch_discriminator_and_unpatch(biggan, model):
-    config, _, module = biggan[1]("--model", model, "--D_attn", "0")
-    D = module.Discriminator(**config)
-    x, y = cifar_batch(4)
-    modules, params = dict(D.named_modules()), [id(p) for p in D.parameters()]
-    out = D.eval()(x, y)
-    patch = patch_discriminator(D.train())
-    assert [id(p) for p in D.parameters()] == params and patch.names and D.san.optimizers == [D.optim]
-    assert_normalized(D, 1e-5)
-    patch.unpatch()
-    assert all(D.get_submodule(n) is m for n, m in modules.items() if n)
-    torch.testing.assert_close(D.eval()(x, y), out, rtol=1e-4, atol=1e-4)

@@ -1,8 +1,10 @@
 """``python -m san_biggan --biggan-root PATH -- <train.py args> --D_param SAN [--san_* options]``.
 
 Parses BigGAN's own command line (``utils.prepare_parser()``) after taking out the ``--san_*`` flags,
-installs the construction-time swap when ``--D_param SAN``, sets D's Adam β1 to the paper's 0.5 unless
-``--D_B1`` is given (and prints it), and calls BigGAN-PyTorch's own ``train.run(config)``, unchanged.
+installs the construction-time swap when ``--D_param SAN``, makes ``utils.save_weights``/``load_weights``
+save and restore SAN's state too (``D_san*.pth``, see :mod:`san_biggan.checkpoint`; ``--resume`` continues
+bit-for-bit), sets D's Adam β1 to the paper's 0.5 unless ``--D_B1`` is given (and prints it), and calls
+BigGAN-PyTorch's own ``train.run(config)``, unchanged. Everything installed is removed when it returns.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, Optional
 
+from . import checkpoint
 from .checkout import BigGANCheckout
 from .construction import ConstructionPatch, install
 from .errors import SANBigGANError
@@ -48,6 +51,13 @@ class Prepared:
     checkout: BigGANCheckout
     config: dict[str, Any]
     patch: Optional[ConstructionPatch]
+    hooks: Optional[checkpoint.CheckpointHooks] = None
+
+    def remove(self) -> None:
+        """Undo what :func:`prepare` installed (the construction swap, the checkpoint hooks)."""
+        for installed in (self.patch, self.hooks):
+            if installed is not None:
+                installed.remove()
 
 
 def split_train_args(train_args: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -87,7 +97,12 @@ def prepare(argv: Sequence[str]) -> Prepared:
         return Prepared(checkout, config, None)
     options = options_from_namespaces([before, san_after], default_seed=int(config.get("seed", 0)))
     model = checkout.import_module(str(config["model"]))
-    patch = install(model, options)
+    hooks = checkpoint.install(utils)
+    try:
+        patch = install(model, options)
+    except BaseException:
+        hooks.remove()
+        raise
     if config["D_B1"] is None:
         config["D_B1"] = PAPER_D_BETA1
         note = f"the paper's SAN setting; BigGAN's default is {biggan_beta1}; pass --D_B1 to choose"
@@ -95,7 +110,7 @@ def prepare(argv: Sequence[str]) -> Prepared:
         note = "given with --D_B1"
     print(f"san_biggan: D uses SAN ({model.__name__}.Discriminator), {options}", flush=True)
     print(f"san_biggan: Adam beta1 of D (--D_B1) = {config['D_B1']} ({note})", flush=True)
-    return Prepared(checkout, config, patch)
+    return Prepared(checkout, config, patch, hooks)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -104,15 +119,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args in ([], ["-h"], ["--help"]):
         launcher_parser().print_help()
         return 0 if args else 2
-    patch = None
+    prepared = None
     try:
         prepared = prepare(args)
-        patch = prepared.patch
         train = prepared.checkout.import_module("train")
         train.run(prepared.config)  # D is built (and patched) in here; its SAN errors are ours to report
     except SANBigGANError as err:
-        if patch is not None:
-            patch.remove()
         print(f"san_biggan: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if prepared is not None:
+            prepared.remove()
     return 0

@@ -12,7 +12,8 @@ for an fp16 D. Two BigGAN specifics on top of ``san_core``:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Optional, Union
 
 import torch
@@ -67,6 +68,7 @@ class BigGANSAN:
         )
         self.optimizers: list[torch.optim.Optimizer] = []
         self._handles: list[Any] = []
+        self._renormalize_loaded = True
         try:
             if sizes_known:
                 self.normalize_(force=True)
@@ -122,10 +124,32 @@ class BigGANSAN:
                             weight.copy_(master)
                 layer.record_constant_(constant)  # type: ignore[operator]
 
+    @contextmanager
+    def restoring(self) -> Iterator[None]:
+        """While restoring a SAN checkpoint: loaded weights are taken as they are (no renormalization).
+
+        Outside it, ``D.load_state_dict`` rescales the loaded ``W`` once, since they may come from an SN
+        run; a SAN run's ``W`` must instead stay bit-identical to what was saved (between normalizations,
+        every ``interval``-th step, they are not normalized).
+        """
+        previous, self._renormalize_loaded = self._renormalize_loaded, False
+        try:
+            yield
+        finally:
+            self._renormalize_loaded = previous
+
     def _after_load(self, module: nn.Module, incompatible: Any) -> None:
-        # Loaded weights (e.g. from an SN checkpoint) may not be normalized: rescale them once.
+        if self._renormalize_loaded:
+            self.normalize_loaded()
+
+    def normalize_loaded(self) -> dict[str, Tensor]:
+        """Rescale loaded weights (which may come from an SN checkpoint) once; not counted as a D step.
+
+        Layers whose conv input size is still unknown normalize themselves at their first forward instead.
+        """
         if all(n in self.san.input_sizes for n, m in self.san.layers.items() if isinstance(m, nn.Conv2d)):
-            self.normalize_(force=True)
+            return self.normalize_(force=True)
+        return {}
 
     def constants(self) -> dict[str, Tensor]:
         """Every layer's current constant (changes no weight; draws new subsets when ``r < 1``)."""

@@ -8,8 +8,9 @@ It is built the way BigGAN-PyTorch builds its models, which is what the adapter 
 - ``Discriminator.__init__`` makes ``functools.partial(layers.SNConv2d, ...)`` only when
   ``D_param == 'SN'``, builds its blocks with them and creates ``self.optim`` itself (an Adam, or an
   fp32-master-copy Adam like BigGAN's ``Adam16`` when ``D_mixed_precision``);
-- ``prepare_parser()`` and ``run(config)`` mimic ``utils.prepare_parser`` / ``train.run`` so that a
-  fake checkout made of one-line files can drive the real launcher.
+- ``prepare_parser()``, ``save_weights``/``load_weights`` and ``run(config)`` mimic ``utils.*`` /
+  ``train.run`` (files ``<root>/<experiment>/<name>[_<suffix>].pth``; ``run`` reaches them as ``utils.*``
+  and resumes with ``--resume``) so that a fake checkout made of one-line files can drive the launcher.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import functools
 import importlib
 import math
+import os
 import types
 from typing import Any, Optional
 
@@ -57,56 +59,29 @@ class SN:
 
 
 class SNConv2d(nn.Conv2d, SN):
-    def __init__(
-        self,
-        in_ch: int,
-        out_ch: int,
-        kernel_size: int,
-        stride: int = 1,
-        padding: int = 0,
-        dilation: int = 1,
-        groups: int = 1,
-        bias: bool = True,
-        num_svs: int = 1,
-        num_itrs: int = 1,
-        eps: float = 1e-12,
-    ) -> None:
-        nn.Conv2d.__init__(self, in_ch, out_ch, kernel_size, stride, padding, dilation, groups, bias)
-        self._init_sn(num_svs, num_itrs, out_ch, eps)
+    """``(in, out, kernel_size, stride, padding, dilation, groups, bias)`` of ``nn.Conv2d``, then SN's arguments."""
+
+    def __init__(self, *args: Any, num_svs: int = 1, num_itrs: int = 1, eps: float = 1e-12, **kwargs: Any) -> None:
+        nn.Conv2d.__init__(self, *args, **kwargs)
+        self._init_sn(num_svs, num_itrs, self.out_channels, eps)
 
     def forward(self, x: Tensor) -> Tensor:  # zero padding handed straight to F.conv2d
         return F.conv2d(x, self.sn_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 class SNLinear(nn.Linear, SN):
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        bias: bool = True,
-        num_svs: int = 1,
-        num_itrs: int = 1,
-        eps: float = 1e-12,
-    ) -> None:
-        nn.Linear.__init__(self, in_features, out_features, bias)
-        self._init_sn(num_svs, num_itrs, out_features, eps)
+    def __init__(self, *args: Any, num_svs: int = 1, num_itrs: int = 1, eps: float = 1e-12, **kwargs: Any) -> None:
+        nn.Linear.__init__(self, *args, **kwargs)
+        self._init_sn(num_svs, num_itrs, self.out_features, eps)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.sn_weight(), self.bias)
 
 
 class SNEmbedding(nn.Embedding, SN):
-    def __init__(
-        self,
-        num_embeddings: int,
-        embedding_dim: int,
-        padding_idx: Optional[int] = None,
-        num_svs: int = 1,
-        num_itrs: int = 1,
-        eps: float = 1e-12,
-    ) -> None:
-        nn.Embedding.__init__(self, num_embeddings, embedding_dim, padding_idx)
-        self._init_sn(num_svs, num_itrs, num_embeddings, eps)
+    def __init__(self, *args: Any, num_svs: int = 1, num_itrs: int = 1, eps: float = 1e-12, **kwargs: Any) -> None:
+        nn.Embedding.__init__(self, *args, **kwargs)
+        self._init_sn(num_svs, num_itrs, self.num_embeddings, eps)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.embedding(x, self.sn_weight())
@@ -162,28 +137,16 @@ class MasterCopyAdam(torch.optim.Optimizer):
 
 
 class Discriminator(nn.Module):
-    def __init__(
-        self,
-        D_ch: int = 8,
-        resolution: int = 16,
-        n_classes: int = 4,
-        num_D_SVs: int = 1,
-        num_D_SV_itrs: int = 1,
-        SN_eps: float = 1e-12,
-        D_lr: float = 2e-4,
-        D_B1: float = 0.0,
-        D_B2: float = 0.999,
-        adam_eps: float = 1e-8,
-        D_mixed_precision: bool = False,
-        D_fp16: bool = False,
-        skip_init: bool = False,
-        D_param: str = "SN",
-        **kwargs: Any,
-    ) -> None:
+    """BigGAN's D: residual D blocks, ``linear(h) + <embed(y), h>``, its own ``optim``; ``config``: BigGAN's
+    other keyword arguments (resolution, num_D_SVs, SN_eps, D_lr, D_B1, D_mixed_precision, D_fp16, skip_init...)."""
+
+    def __init__(self, D_ch: int = 8, n_classes: int = 4, D_param: str = "SN", **config: Any) -> None:
         super().__init__()
-        self.resolution, self.n_classes, self.fp16, self.D_param = resolution, n_classes, D_fp16, D_param
+        get = config.get
+        self.resolution, self.n_classes, self.D_param = get("resolution", 16), n_classes, D_param
+        self.fp16 = get("D_fp16", False)
         if self.D_param == "SN":  # like BigGAN: no other D_param is handled here
-            sn = dict(num_svs=num_D_SVs, num_itrs=num_D_SV_itrs, eps=SN_eps)
+            sn = dict(num_svs=get("num_D_SVs", 1), num_itrs=get("num_D_SV_itrs", 1), eps=get("SN_eps", 1e-12))
             self.which_conv = functools.partial(layers.SNConv2d, kernel_size=3, padding=1, **sn)
             self.which_linear = functools.partial(layers.SNLinear, **sn)
             self.which_embedding = functools.partial(layers.SNEmbedding, **sn)
@@ -194,12 +157,13 @@ class Discriminator(nn.Module):
         )
         self.linear = self.which_linear(widths[-1], 1)
         self.embed = self.which_embedding(n_classes, widths[-1])
-        if not skip_init:
+        if not get("skip_init", False):
             for module in self.modules():
                 if isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding)):
                     nn.init.orthogonal_(module.weight)
-        opt = MasterCopyAdam if D_mixed_precision else torch.optim.Adam
-        self.optim = opt(self.parameters(), lr=D_lr, betas=(D_B1, D_B2), eps=adam_eps)
+        opt = MasterCopyAdam if get("D_mixed_precision", False) else torch.optim.Adam
+        betas = (get("D_B1", 0.0), get("D_B2", 0.999))
+        self.optim = opt(self.parameters(), lr=get("D_lr", 2e-4), betas=betas, eps=get("adam_eps", 1e-8))
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         h = x
@@ -212,16 +176,7 @@ class Discriminator(nn.Module):
 class Generator(nn.Module):
     """SN generator (it must keep SN when D is patched): z (+ class embedding) -> 4x4 -> 16x16 image."""
 
-    def __init__(
-        self,
-        G_ch: int = 8,
-        dim_z: int = 16,
-        resolution: int = 16,
-        n_classes: int = 4,
-        G_lr: float = 2e-4,
-        G_param: str = "SN",
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, G_ch: int = 8, dim_z: int = 16, n_classes: int = 4, G_lr: float = 2e-4, **kwargs: Any) -> None:
         super().__init__()
         self.dim_z, self.ch = dim_z, G_ch
         self.which_conv = functools.partial(layers.SNConv2d, kernel_size=3, padding=1)
@@ -252,10 +207,13 @@ def prepare_parser() -> argparse.ArgumentParser:
         ("--batch_size", int, 4),
         ("--num_D_steps", int, 2),
         ("--num_iters", int, 2),
+        ("--weights_root", str, ""),
+        ("--experiment_name", str, "standin"),
     ]:
         parser.add_argument(flag, type=kind, default=default)
     parser.add_argument("--D_mixed_precision", action="store_true")
     parser.add_argument("--D_fp16", action="store_true")
+    parser.add_argument("--resume", action="store_true")
     return parser
 
 
@@ -278,17 +236,71 @@ def g_step(G: Generator, D: Discriminator, batch: int = 4) -> None:
     G.optim.step()
 
 
+def _file(root: str, experiment: str, name: str, suffix: Optional[str]) -> str:
+    return f"{root}/{experiment}/{'_'.join(part for part in (name, suffix) if part)}.pth"
+
+
+def save_weights(
+    G: Any,
+    D: Any,
+    state_dict: dict,
+    weights_root: str,
+    experiment_name: str,
+    name_suffix: Any = None,
+    G_ema: Any = None,
+) -> None:
+    """Like BigGAN's ``utils.save_weights``: G, G_optim, D, D_optim, state_dict (and G_ema), one file each."""
+    os.makedirs(f"{weights_root}/{experiment_name}", exist_ok=True)
+    objects = dict(G=G, G_optim=G.optim, D=D, D_optim=D.optim, state_dict=state_dict, G_ema=G_ema)
+    for name, obj in objects.items():
+        if obj is not None:
+            state = obj if isinstance(obj, dict) else obj.state_dict()
+            torch.save(state, _file(weights_root, experiment_name, name, name_suffix))
+
+
+def load_weights(
+    G: Any,
+    D: Any,
+    state_dict: dict,
+    weights_root: str,
+    experiment_name: str,
+    name_suffix: Any = None,
+    G_ema: Any = None,
+    strict: bool = True,
+    load_optim: bool = True,
+) -> None:
+    """Like BigGAN's ``utils.load_weights``: G then its optimizer, D then its optimizer, then state_dict's items."""
+    path = functools.partial(_file, weights_root, experiment_name, suffix=name_suffix)
+    for name, net in (("G", G), ("D", D)):
+        if net is not None:
+            net.load_state_dict(torch.load(path(name=name)), strict=strict)
+            if load_optim:
+                net.optim.load_state_dict(torch.load(path(name=name + "_optim")))
+    saved = torch.load(path(name="state_dict"))
+    state_dict.update({key: saved[key] for key in state_dict})
+    if G_ema is not None:
+        G_ema.load_state_dict(torch.load(path(name="G_ema")), strict=strict)
+
+
 def run(config: dict[str, Any]) -> None:
-    """Like ``train.run``: import the model module by name, build G and D, train a few steps."""
-    model = importlib.import_module(config["model"])
+    """Like ``train.run``: build G and D (model module by name), resume, train, save through ``utils``."""
+    model, utils = importlib.import_module(config["model"]), importlib.import_module("utils")
     torch.manual_seed(config["seed"])
     G, D = model.Generator(**config), model.Discriminator(**config)
     if config["D_fp16"]:
         D = D.half()
+    state = {"itr": 0, "config": config}
+    where = (config["weights_root"], config["experiment_name"])
+    if config["resume"]:
+        utils.load_weights(G, D, state, *where)
     record: dict[str, Any] = {"config": dict(config), "G": G, "D": D, "sv_after_D_steps": []}
     for _ in range(config["num_iters"]):
+        torch.manual_seed(config["seed"] * 100_003 + state["itr"])  # the batches depend on the iteration only
         for _ in range(config["num_D_steps"]):
             d_step(G, D, config["batch_size"])
             record["sv_after_D_steps"].append({n: b.float().clone() for n, b in D.named_buffers() if "sv" in n})
         g_step(G, D, config["batch_size"])
+        state["itr"] += 1
+    if config["weights_root"]:
+        utils.save_weights(G, D, state, *where)
     RUNS.append(record)
