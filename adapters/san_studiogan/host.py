@@ -49,3 +49,30 @@ def import_studiogan(root: Optional[Union[str, os.PathLike]] = None) -> tuple[Mo
                 "another package with that name was imported first"
             )
     return modules
+
+
+def host_entry(module: ModuleType) -> str:
+    """The ``sys.path`` entry from which ``module`` (possibly dotted) was imported."""
+    path = Path(module.__file__ or "").resolve().parent
+    for _ in range(module.__name__.count(".")):
+        path = path.parent
+    return str(path)
+
+
+def sibling_module(config_module: ModuleType, name: str) -> Optional[ModuleType]:
+    """StudioGAN's module ``name`` (``"utils.ckpt"``) beside ``config_module``; ``None`` when the host has no such file.
+
+    Raises ``ImportError`` when the file is there but does not import, or another module of that
+    name (from elsewhere) was imported first.
+    """
+    entry = Path(host_entry(config_module))
+    if not (entry / (name.replace(".", "/") + ".py")).is_file():
+        return None
+    module = importlib.import_module(name)
+    where = Path(module.__file__ or "").resolve()
+    if entry not in where.parents:
+        raise ImportError(
+            f"san_studiogan: module {name!r} comes from {where}, expected it under {entry}; "
+            "another package with that name was imported first"
+        )
+    return module

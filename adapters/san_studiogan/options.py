@@ -79,7 +79,7 @@ class SANOptions:
 
     It travels inside ``cfgs.MODULES`` (as ``MODULES.d_san``) to StudioGAN's spawned DDP workers;
     unpickling it there re-applies :func:`san_studiogan.install` to the worker's StudioGAN modules
-    named in ``host`` (``(config module, model module, sys.path entry)``).
+    named in ``host`` (``(config, models.model, sys.path entry, utils.ckpt or None, utils.misc or None)``).
     """
 
     interval: int = 1
@@ -91,7 +91,7 @@ class SANOptions:
     seed: Optional[int] = None
     circular_padding: bool = True
     normalize_first: bool = False
-    host: Optional[tuple[str, str, str]] = None
+    host: Optional[tuple[str, str, str, Optional[str], Optional[str]]] = None
 
     def san_kwargs(self, run_seed: Any = None) -> dict[str, Any]:
         """Keyword arguments for :class:`san_core.SAN` (the seed falls back to ``RUN.seed``, then 0)."""

@@ -1,6 +1,6 @@
 """Installing SAN into a StudioGAN checkout's modules at run time (the user's checkout is never edited).
 
-:func:`install` wraps five StudioGAN functions; :func:`uninstall` puts the originals back:
+:func:`install` wraps these StudioGAN functions; :func:`uninstall` puts the originals back:
 
 - ``Configurations.load_base_cfgs``: also defines ``MODEL.apply_d_san`` and ``MODEL.d_san_*``
   (:data:`~san_studiogan.options.DEFAULTS`), so StudioGAN's strict YAML loader accepts them.
@@ -13,6 +13,8 @@
 - ``Configurations.define_optimizer``: builds :func:`san_core.apply_san` on D and attaches it to
   ``OPTIMIZATION.d_optimizer`` (normalization after every real D step, R1's extra step included,
   GradScaler-skipped steps excluded); the object is kept as ``cfgs.OPTIMIZATION.d_san``.
+- ``utils.misc.save_model`` / ``utils.ckpt.load_ckpt``: SAN's state travels in D's checkpoint
+  and is restored on resume, SN checkpoints load into a SAN D (:mod:`san_studiogan.checkpoint`).
 
 ``MODULES.d_san`` is pickled with ``cfgs`` into StudioGAN's spawned DDP workers; unpickling it
 calls :func:`restore_options`, which re-applies :func:`install` in that worker.
@@ -25,7 +27,6 @@ import functools
 import importlib
 import inspect
 import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Optional
 
@@ -34,24 +35,25 @@ from torch import nn
 
 from san_core import SAN, apply_san, unwrap_model
 
+from . import checkpoint
 from .builders import d_builders
+from .host import host_entry, sibling_module
 from .options import DEFAULTS, SANOptions, check_yaml_keys, parse_options
 
 _MARK = "__san_studiogan_original__"
 #: ``(owner, attribute, original, owner had it in its own __dict__)`` for every installed wrapper.
 _PATCHES: list[tuple[Any, str, Any, bool]] = []
 _CONFIG_METHODS = ("load_base_cfgs", "_overwrite_cfgs", "define_modules", "define_optimizer")
+#: ``Configurations`` class -> ``(config, model, sys.path entry, ckpt or None, misc or None)`` module names.
+_HOSTS: dict[type, tuple[str, str, str, Optional[str], Optional[str]]] = {}
 
 
-def _host_entry(module: ModuleType) -> str:
-    """The ``sys.path`` entry from which ``module`` (possibly dotted) was imported."""
-    path = Path(module.__file__ or "").resolve().parent
-    for _ in range(module.__name__.count(".")):
-        path = path.parent
-    return str(path)
-
-
-def _check_host(config_module: ModuleType, model_module: ModuleType) -> type:
+def _check_host(
+    config_module: ModuleType,
+    model_module: ModuleType,
+    ckpt_module: Optional[ModuleType],
+    misc_module: Optional[ModuleType],
+) -> type:
     cls = getattr(config_module, "Configurations", None)
     missing = [m for m in _CONFIG_METHODS if not callable(getattr(cls, m, None))] if cls else ["Configurations"]
     if missing:
@@ -64,14 +66,28 @@ def _check_host(config_module: ModuleType, model_module: ModuleType) -> type:
             f"san_studiogan.install: expected StudioGAN's src/models/model.py, got module {model_module.__name__!r} "
             f"({getattr(model_module, '__file__', None)}) without load_generator_discriminator"
         )
+    needs = ((ckpt_module, "utils/ckpt.py", "load_ckpt"), (misc_module, "utils/misc.py", "save_model"))
+    for module, name, function in needs:
+        if module is not None and not callable(getattr(module, function, None)):
+            raise TypeError(
+                f"san_studiogan.install: expected StudioGAN's src/{name}, got module {module.__name__!r} "
+                f"({getattr(module, '__file__', None)}) without {function}"
+            )
     return cls
 
 
-def install(config_module: Optional[ModuleType] = None, model_module: Optional[ModuleType] = None) -> bool:
-    """Patch StudioGAN's ``config`` and ``models.model`` modules (imported by name when not given).
+def install(
+    config_module: Optional[ModuleType] = None,
+    model_module: Optional[ModuleType] = None,
+    ckpt_module: Optional[ModuleType] = None,
+    misc_module: Optional[ModuleType] = None,
+) -> bool:
+    """Patch StudioGAN's ``config``, ``models.model``, ``utils.ckpt`` and ``utils.misc`` modules.
 
-    Idempotent; returns ``True`` when it patched, ``False`` when already installed there. Raises
-    ``ImportError`` when StudioGAN's ``src/`` is not importable, ``TypeError`` for other modules.
+    ``config``/``models.model`` are imported by name when not given; ``utils.ckpt``/``utils.misc``
+    are taken from beside ``config`` when not given (checkpoints are left alone in a host without
+    them). Idempotent; returns ``True`` when it patched anything. Raises ``ImportError`` when
+    StudioGAN's ``src/`` is not importable, ``TypeError`` for other modules (before any change).
     """
     if config_module is None or model_module is None:
         try:
@@ -82,20 +98,30 @@ def install(config_module: Optional[ModuleType] = None, model_module: Optional[M
                 f"san_studiogan: StudioGAN is not importable ({err}); put PyTorch-StudioGAN/src on sys.path, or run "
                 "python -m san_studiogan --studiogan-root PATH -- <src/main.py arguments>"
             ) from err
-    cls = _check_host(config_module, model_module)
-    if hasattr(cls.__dict__.get("define_modules"), _MARK):
-        return False
-    host = (config_module.__name__, model_module.__name__, _host_entry(config_module))
-    wrappers: dict[str, Callable[[Any], Any]] = {
-        "load_base_cfgs": _wrap_load_base_cfgs,
-        "_overwrite_cfgs": _wrap_overwrite_cfgs,
-        "define_modules": functools.partial(_wrap_define_modules, host=host),
-        "define_optimizer": _wrap_define_optimizer,
-    }
-    for name, wrap in wrappers.items():
-        _replace(cls, name, wrap(getattr(cls, name)))
-    _replace(model_module, "load_generator_discriminator", _wrap_loader(model_module.load_generator_discriminator))
-    return True
+    ckpt_module = ckpt_module or sibling_module(config_module, "utils.ckpt")
+    misc_module = misc_module or sibling_module(config_module, "utils.misc")
+    cls = _check_host(config_module, model_module, ckpt_module, misc_module)
+    old = _HOSTS.get(cls, (None,) * 5)
+    names = (getattr(ckpt_module, "__name__", None) or old[3], getattr(misc_module, "__name__", None) or old[4])
+    _HOSTS[cls] = (config_module.__name__, model_module.__name__, host_entry(config_module), *names)
+    wrappers: list[tuple[Any, str, Callable[[Any], Any]]] = [
+        (cls, "load_base_cfgs", _wrap_load_base_cfgs),
+        (cls, "_overwrite_cfgs", _wrap_overwrite_cfgs),
+        (cls, "define_modules", functools.partial(_wrap_define_modules, cls=cls)),
+        (cls, "define_optimizer", _wrap_define_optimizer),
+        (model_module, "load_generator_discriminator", _wrap_loader),
+    ]
+    if ckpt_module is not None:
+        wrappers.append((ckpt_module, "load_ckpt", checkpoint.wrap_load_ckpt))
+    if misc_module is not None:
+        wrappers.append((misc_module, "save_model", checkpoint.wrap_save_model))
+    patched = False
+    for owner, name, wrap in wrappers:
+        current = owner.__dict__.get(name) if isinstance(owner, type) else getattr(owner, name)
+        if not hasattr(current, _MARK):
+            _replace(owner, name, wrap(getattr(owner, name)))
+            patched = True
+    return patched
 
 
 def uninstall() -> list[str]:
@@ -108,6 +134,7 @@ def uninstall() -> list[str]:
             delattr(owner, name)
         names.append(f"{getattr(owner, '__name__', owner)}.{name}")
     _PATCHES.clear()
+    _HOSTS.clear()
     return names
 
 
@@ -121,10 +148,11 @@ def restore_options(fields: dict[str, Any]) -> SANOptions:
     """Unpickling hook of :class:`SANOptions`: re-install the patches in this process, then rebuild."""
     options = SANOptions(**fields)
     if options.host is not None:
-        config_name, model_name, entry = options.host
+        config_name, model_name, entry, ckpt_name, misc_name = options.host
         if entry not in sys.path:
             sys.path.append(entry)
-        install(importlib.import_module(config_name), importlib.import_module(model_name))
+        modules = [importlib.import_module(n) if n else None for n in (config_name, model_name, ckpt_name, misc_name)]
+        install(*modules)
     return options
 
 
@@ -162,7 +190,7 @@ def _wrap_overwrite_cfgs(original: Callable) -> Callable:
     return _overwrite_cfgs
 
 
-def _wrap_define_modules(original: Callable, host: tuple[str, str, str]) -> Callable:
+def _wrap_define_modules(original: Callable, cls: type) -> Callable:
     @functools.wraps(original)
     def define_modules(self: Any) -> Any:
         options = parse_options(self.MODEL, self.LOSS)  # every check before anything changes
@@ -171,7 +199,7 @@ def _wrap_define_modules(original: Callable, host: tuple[str, str, str]) -> Call
         if options is not None:
             for slot, builder in d_builders(options.circular_padding).items():
                 setattr(self.MODULES, slot, builder)
-            self.MODULES.d_san = dataclasses.replace(options, host=host)
+            self.MODULES.d_san = dataclasses.replace(options, host=_HOSTS.get(cls))
         return modules
 
     return define_modules
@@ -202,6 +230,7 @@ def _wrap_define_optimizer(original: Callable) -> Callable:
         result = original(self, Gen, Dis)
         previous = self.OPTIMIZATION.__dict__.pop("d_san", None)
         if previous is not None:
+            checkpoint.unregister(previous)
             previous.remove()
         options = getattr(self.MODULES, "d_san", None)
         if options is not None:
@@ -249,4 +278,5 @@ def attach_san(
     except BaseException:
         san.remove()
         raise
+    checkpoint.register(san, options)
     return san

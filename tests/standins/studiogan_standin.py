@@ -1,15 +1,18 @@
 """A small stand-in for the parts of PyTorch-StudioGAN that ``san_studiogan`` patches (written from scratch).
 
-It plays both StudioGAN modules the adapter touches: ``src/config.py`` (``Configurations`` with
+It plays the StudioGAN modules the adapter touches: ``src/config.py`` (``Configurations`` with
 ``load_base_cfgs`` / strict ``_overwrite_cfgs`` / ``define_modules`` / ``define_optimizer``,
-``MODULES.d_*`` builders chosen by ``MODEL.apply_d_sn``, BatchNorm in D when SN is off) and
+``MODULES.d_*`` builders chosen by ``MODEL.apply_d_sn``, BatchNorm in D when SN is off),
 ``src/models/model.py`` (``load_generator_discriminator`` passing ``apply_d_sn=MODEL.apply_d_sn``
-to D). :func:`train_worker` plays ``loader.load_worker`` for DDP: spawned, it receives the
-pickled configuration, seeds with ``seed + rank`` and trains over gloo on the CPU.
+to D), ``src/utils/misc.py`` (``save_model``) and ``src/utils/ckpt.py`` (``load_ckpt`` reading the
+keys it needs by name, ``load_StudioGAN_ckpts`` calling it through the module). :func:`train_worker`
+plays ``loader.load_worker`` for DDP: spawned, it receives the pickled configuration, seeds with
+``seed + rank``, trains over gloo on the CPU; rank 0 saves, every rank resumes from the checkpoint.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 
 import torch
@@ -132,6 +135,32 @@ class Configurations:
         o.d_optimizer = torch.optim.Adam(Dis.parameters(), o.d_lr, betas=(o.beta1, o.beta2), eps=1e-6)
 
 
+# ------------------------------------------------------------------ utils/misc.py and utils/ckpt.py
+def save_model(model, when, step, ckpt_dir, states):
+    template = os.path.join(ckpt_dir, "model={}-{}-weights-step={}.pth")
+    for old in glob.glob(template.format(model, when, "*")):
+        os.remove(old)
+    torch.save(states, template.format(model, when, step))
+
+
+def load_ckpt(model, optimizer, ckpt_path, load_model=False, load_opt=False, load_misc=False, is_freezeD=False):
+    ckpt = torch.load(ckpt_path, map_location=lambda storage, loc: storage)
+    if load_model:
+        model.load_state_dict(ckpt["state_dict"], strict=not is_freezeD)
+    if load_opt:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    if load_misc:
+        return ckpt["seed"], ckpt["run_name"], ckpt["step"]
+    return None
+
+
+def load_StudioGAN_ckpts(ckpt_dir, load_best, Gen, Dis, g_optimizer, d_optimizer, is_train, RUN):
+    when = "best" if load_best else "current"
+    paths = [glob.glob(os.path.join(ckpt_dir, f"model={m}-{when}-weights-step=*.pth"))[0] for m in "GD"]
+    load_ckpt(model=Gen, optimizer=g_optimizer, ckpt_path=paths[0], load_model=True, load_opt=is_train)
+    return load_ckpt(Dis, d_optimizer, paths[1], load_model=True, load_opt=is_train, load_misc=True)
+
+
 # ------------------------------------------------------------------ models
 class Discriminator(nn.Module):
     def __init__(self, img_size, d_conv_dim, apply_d_sn, d_cond_mtd, num_classes, MODULES):
@@ -178,46 +207,81 @@ def load_generator_discriminator(DATA, OPTIMIZATION, MODEL, STYLEGAN, MODULES, R
 
 
 # ------------------------------------------------------------------ loader.load_worker for DDP
-def train_worker(local_rank, cfgs, world_size, init_file, steps, out_dir):
-    """Spawned per rank: data-parallel training of the stand-in GAN over gloo; saves D's weights and SAN's state.
+def build(cfgs, rank, broadcast):
+    """G, D and their optimizers as ``load_worker`` builds them (``fix_seed(seed + rank)`` first)."""
+    torch.manual_seed(cfgs.RUN.seed + rank)
+    Gen, _, _, Dis, *_ = load_generator_discriminator(
+        cfgs.DATA, cfgs.OPTIMIZATION, cfgs.MODEL, cfgs.STYLEGAN, cfgs.MODULES, cfgs.RUN, "cpu", None
+    )
+    cfgs.define_optimizer(Gen, Dis)
+    cfgs.define_losses()
+    for p in [*Gen.parameters(), *Dis.parameters()] if broadcast else ():
+        torch.distributed.broadcast(p.data, src=0)
+    return Gen, Dis
+
+
+def train_d(cfgs, Gen, Dis, steps, start=0, rank=0, world_size=1):
+    """D steps on data drawn from ``(seed, rank, step)`` alone; gradients averaged over ranks when distributed.
 
     DDP's two effects are done by hand (its constructor is slow to import on small CI machines):
-    rank 0's initial weights are broadcast, and gradients are averaged before every D step.
+    rank 0's initial G and D are broadcast (:func:`build`), D's gradients are averaged before every step.
     """
+    o, n, size = cfgs.OPTIMIZATION, cfgs.DATA.num_classes, cfgs.DATA.img_size
+    for step in range(start, start + steps):
+        g = torch.Generator().manual_seed(cfgs.RUN.seed * 10_000 + rank * 1_000 + step)
+        real = torch.rand(o.batch_size, 3, size, size, generator=g) * 2 - 1
+        labels = torch.randint(n, (o.batch_size,), generator=g)
+        fake = Gen(torch.randn(o.batch_size, cfgs.MODEL.z_dim, generator=g), labels).detach()
+        o.d_optimizer.zero_grad()
+        ddp = world_size > 1
+        cfgs.LOSS.d_loss(Dis(real, labels)["adv_output"], Dis(fake, labels)["adv_output"], DDP=ddp).backward()
+        for p in Dis.parameters() if ddp else ():
+            torch.distributed.all_reduce(p.grad)
+            p.grad /= world_size
+        o.d_optimizer.step()
+
+
+def save(cfgs, Gen, Dis, step, ckpt_dir):
+    """What ``WORKER.save`` hands to ``misc.save_model`` (run name, seed and step among D's extra keys)."""
+    o = cfgs.OPTIMIZATION
+    save_model(
+        "G", "current", step, ckpt_dir, {"state_dict": Gen.state_dict(), "optimizer": o.g_optimizer.state_dict()}
+    )
+    d_states = {"state_dict": Dis.state_dict(), "optimizer": o.d_optimizer.state_dict()}
+    save_model("D", "current", step, ckpt_dir, {**d_states, "seed": cfgs.RUN.seed, "run_name": "standin", "step": step})
+
+
+def train_worker(local_rank, cfgs, world_size, init_file, steps, out_dir):
+    """Spawned per rank: ``steps`` D steps, rank 0 saves, every rank resumes into fresh objects for ``steps``
+    more; also ``2 * steps`` uninterrupted. Writes ``rank{r}.pt`` with D's weights and SAN's state."""
     import san_studiogan  # to report whether the unpickled cfgs re-installed the patches here
 
     dist = torch.distributed
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=local_rank, world_size=world_size)
     try:
-        torch.manual_seed(cfgs.RUN.seed + local_rank)  # like StudioGAN's misc.fix_seed(seed + global_rank)
-        Gen, _, _, Dis, *_ = load_generator_discriminator(
-            cfgs.DATA, cfgs.OPTIMIZATION, cfgs.MODEL, cfgs.STYLEGAN, cfgs.MODULES, cfgs.RUN, "cpu", None
-        )
-        cfgs.define_optimizer(Gen, Dis)
-        cfgs.define_losses()
-        for p in Dis.parameters():
-            dist.broadcast(p.data, src=0)
-        o, n = cfgs.OPTIMIZATION, cfgs.DATA.num_classes
-        for _ in range(steps):
-            real = torch.rand(o.batch_size, 3, cfgs.DATA.img_size, cfgs.DATA.img_size) * 2 - 1
-            labels = torch.randint(n, (o.batch_size,))
-            fake = Gen(torch.randn(o.batch_size, cfgs.MODEL.z_dim), labels).detach()
-            o.d_optimizer.zero_grad()
-            cfgs.LOSS.d_loss(Dis(real, labels)["adv_output"], Dis(fake, labels)["adv_output"], DDP=True).backward()
-            for p in Dis.parameters():
-                dist.all_reduce(p.grad)
-                p.grad /= world_size
-            o.d_optimizer.step()
-        san = getattr(o, "d_san", None)
-        torch.save(
-            {
-                "weights": {k: v.detach().clone() for k, v in Dis.state_dict().items()},
-                "installed": san_studiogan.is_installed(__import__(type(cfgs).__module__, fromlist=["_"])),
-                "calls": None if san is None else san.calls,
-                "circular": [m.padding_mode for m in Dis.modules() if isinstance(m, nn.Conv2d)],
-                "pid": os.getpid(),
-            },
-            os.path.join(out_dir, f"rank{local_rank}.pt"),
-        )
+        installed = san_studiogan.is_installed(__import__(type(cfgs).__module__, fromlist=["_"]))
+        Gen, Dis = build(cfgs, local_rank, broadcast=True)
+        train_d(cfgs, Gen, Dis, steps, 0, local_rank, world_size)
+        san = getattr(cfgs.OPTIMIZATION, "d_san", None)
+        first = {
+            "weights": {k: v.detach().clone() for k, v in Dis.state_dict().items()},
+            "installed": installed,
+            "calls": None if san is None else san.calls,
+            "circular": [m.padding_mode for m in Dis.modules() if isinstance(m, nn.Conv2d)],
+            "pid": os.getpid(),
+        }
+        if local_rank == 0:
+            save(cfgs, Gen, Dis, steps, out_dir)
+        dist.barrier()
+        Gen, Dis = build(cfgs, local_rank, broadcast=True)
+        o = cfgs.OPTIMIZATION
+        load_StudioGAN_ckpts(out_dir, False, Gen, Dis, o.g_optimizer, o.d_optimizer, True, cfgs.RUN)
+        resumed_calls = None if san is None else o.d_san.calls
+        train_d(cfgs, Gen, Dis, steps, steps, local_rank, world_size)
+        resumed = {k: v.detach().clone() for k, v in Dis.state_dict().items()}
+        Gen, Dis = build(cfgs, local_rank, broadcast=True)
+        train_d(cfgs, Gen, Dis, 2 * steps, 0, local_rank, world_size)
+        result = {**first, "resumed_calls": resumed_calls, "resumed": resumed, "uninterrupted": Dis.state_dict()}
+        torch.save(result, os.path.join(out_dir, f"rank{local_rank}.pt"))
     finally:
         dist.destroy_process_group()
