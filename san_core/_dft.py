@@ -173,7 +173,7 @@ def group_bounds(kernels: Tensor, groups: Sequence[TapGroup]) -> tuple[Tensor, T
     upper = torch.zeros(kernels.shape[0], dtype=kernels.dtype, device=kernels.device)
     at_zero = torch.zeros_like(upper)
     for idx, _ in groups:
-        part = kernels[:, idx.to(kernels.device)]
+        part = kernels if len(groups) == 1 else kernels[:, idx.to(kernels.device)]
         upper += part.abs().sum(dim=1).square()
         at_zero += part.sum(dim=1).square()
     return upper, at_zero
@@ -208,7 +208,9 @@ def max_power(
 
     upper, at_zero = group_bounds(kernels, groups)
     best = at_zero.amax()
-    order = torch.argsort(upper, descending=True)
+    # Only kernels whose bound beats the exact ω = 0 maximum can matter: sort just those.
+    candidates = torch.nonzero(upper > best).flatten()
+    order = candidates[torch.argsort(upper[candidates], descending=True)]
     sorted_upper = upper[order]
     # Small first blocks find a good running maximum early; later blocks grow to the planned size.
     block = min(kernel_chunk, 32)

@@ -20,8 +20,6 @@ from . import _dft
 IntOrTuple = Union[int, Sequence[int]]
 STRIDE_MODES = ("paper", "exact")
 METHODS = ("auto", "matmul", "pruned", "fft")
-#: ``method="auto"`` prunes when a layer's half spectrum has at least this many frequencies.
-AUTO_PRUNE_MIN_FREQS = 1024
 _EULER_GAMMA = 0.57721566490153286
 
 
@@ -123,8 +121,9 @@ def conv_constant(
         filter_ratio: ``r``; when < 1, the max runs over a random subset of ``⌈m·n·r⌉`` kernels
             drawn with ``generator`` and is multiplied by ``gain``.
         gain: ``g``, default :func:`compensation_gain` ``(m·n, r)`` (1 when ``r = 1``).
-        method: ``"auto"`` (matmul, pruned on large maps), ``"matmul"`` (chunked matrix DFT),
-            ``"pruned"`` (matmul + exact L1 pruning) or ``"fft"`` (reference, unchunked FFT).
+        method: ``"auto"`` (the fastest exact path, currently ``"pruned"``), ``"matmul"`` (chunked
+            matrix DFT of every kernel), ``"pruned"`` (matmul + exact L1 pruning) or ``"fft"``
+            (reference, unchunked FFT).
         max_memory: bound in bytes on the transient memory of the matmul methods.
         stats: optional dict receiving ``evaluated``/``total`` kernel counts.
     """
@@ -175,9 +174,7 @@ def conv_constant(
             if stats is not None:
                 stats.update(evaluated=kernels.shape[0], total=kernels.shape[0])
         else:
-            prune = method == "pruned" or (
-                method == "auto" and math.prod(_dft.half_spectrum_shape(grid)) >= AUTO_PRUNE_MIN_FREQS
-            )
+            prune = method in ("auto", "pruned")
             power = _dft.max_power(
                 kernels,
                 tap_groups(kernel_size, dil_t, phases),
@@ -230,9 +227,11 @@ def official_constant(weight: Tensor, input_size: Sequence[int]) -> Tensor:
 def linear_constant(weight: Tensor, *, method: str = "svd", u: Optional[Tensor] = None, n_iter: int = 1) -> Tensor:
     """Top singular value ``σ₁`` of a Linear ``(out, in)`` or Embedding ``(num, dim)`` weight, 0-d.
 
-    ``method="svd"`` (default) is exact. ``method="power"`` runs ``n_iter`` power iterations from
-    ``u`` (shape ``(weight.shape[0],)``), updated in place so that it persists between calls, as in
-    spectral norm; with ``u=None`` it starts from a normalized all-ones vector.
+    ``method="svd"`` (default) is exact: ``sqrt(λ_max)`` of the smaller Gram matrix (``W Wᵀ`` or
+    ``Wᵀ W``) in float64, much cheaper than an SVD of a wide matrix. ``method="power"`` runs
+    ``n_iter`` power iterations from ``u`` (shape ``(weight.shape[0],)``), updated in place so that
+    it persists between calls, as in spectral norm; with ``u=None`` it starts from a normalized
+    all-ones vector.
     """
     who = "linear_constant"
     cdtype = _compute_dtype(weight, who)
@@ -241,7 +240,9 @@ def linear_constant(weight: Tensor, *, method: str = "svd", u: Optional[Tensor] 
     mat = weight.detach().reshape(weight.shape[0], -1).to(cdtype)
     with _dft.exact_matmul(weight.device):
         if method == "svd":
-            return torch.linalg.matrix_norm(mat, ord=2)
+            wide = mat.to(torch.float64)
+            gram = wide @ wide.t() if wide.shape[0] <= wide.shape[1] else wide.t() @ wide
+            return torch.linalg.eigvalsh(gram)[-1].clamp_min(0).sqrt().to(cdtype)
         if method != "power":
             raise ValueError(f"{who}: expected method 'svd' or 'power', got {method!r}")
         if not isinstance(n_iter, int) or n_iter < 1:

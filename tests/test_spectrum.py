@@ -508,15 +508,13 @@ def test_methods_agree_strided_exact_moderate_map(dtype):
         assert _rel(conv_constant(w, (48, 40), **kw, **extra).item(), ref) <= rtol
 
 
-def test_auto_prunes_only_on_large_maps():
+@pytest.mark.parametrize("size", [(8, 8), (64, 64)])
+def test_auto_prunes_exactly_on_small_and_large_maps(size):
     w = _weights("student_t_huge", (16, 8, 3, 3), torch.float64)
-    small: dict = {}
-    conv_constant(w, (8, 8), method="auto", stats=small)
-    assert small["evaluated"] == small["total"] == 128
-    large: dict = {}
-    got = conv_constant(w, (64, 64), method="auto", stats=large)
-    assert large["evaluated"] < large["total"] == 128
-    assert _rel(got.item(), conv_constant(w, (64, 64), method="fft").item()) <= 1e-12
+    stats: dict = {}
+    got = conv_constant(w, size, method="auto", stats=stats)
+    assert stats["evaluated"] < stats["total"] == 128
+    assert _rel(got.item(), conv_constant(w, size, method="fft").item()) <= 1e-12
 
 
 # --------------------------------------------------------------------------- filter_ratio and gain
