@@ -13,5 +13,6 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "bootstrap: installing ${SAN_TORCH:-torch==2.13.0} first" >&2
   "${pip[@]}" install -q "${SAN_TORCH:-torch==2.13.0}"
 fi
-"${pip[@]}" install -q -e ".[${extras}]"
+# Pin the torch already installed so an extra that pulls torchvision cannot swap it for another build.
+"${pip[@]}" install -q -e ".[${extras}]" "torch==$(.venv/bin/python -c 'import torch; print(torch.__version__.split("+")[0])')"
 echo "bootstrap: .venv ready (extras: ${extras}; $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))" >&2

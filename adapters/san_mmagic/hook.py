@@ -1,0 +1,263 @@
+"""``SANHook``: Sparsity Aware Normalization of an MMEngine model's critic, as a registered hook.
+
+Add to any MMagic GAN config (``custom_imports = dict(imports=['san_mmagic'], allow_failed_imports=False)``)::
+
+    custom_hooks = [dict(type='SANHook', module='discriminator')]
+
+Lifecycle (MMEngine calls ``before_run`` -> weight init -> load/resume -> ``before_train``):
+
+- ``before_run``: finds ``model.<module>`` (DDP and ``MMSeparateDistributedDataParallel`` unwrapped with
+  ``is_model_wrapper``), strips spectral norm from the selected layers (torch's via san_core,
+  mmagic's class-style via :mod:`san_mmagic.class_sn`), switches their convs to circular padding and
+  builds :class:`san_core.SAN`. Doing it before loading lets SAN checkpoints load with matching keys.
+- ``after_load_checkpoint``: restores ``checkpoint['san']``; without it (e.g. an SN baseline's
+  checkpoint), warns, maps the SAN layers' spectral-norm keys (``weight_orig`` -> ``weight``) and proceeds.
+- ``before_train``: attaches SAN to ``runner.optim_wrapper[<optim_wrapper>].optimizer``: every real
+  critic ``optimizer.step()`` then divides each weight by its constant (``W ← W / ‖W‖₀,∞`` for
+  convs, ``W ← W / σ₁`` for linear/embedding); accumulation iterations (no ``step``) and AMP-skipped
+  steps do not count. A fresh run normalizes each layer once before its first forward.
+- ``after_train_iter``: every ``log_interval`` iterations, the constants of the last normalization
+  (before rescale) go to the MessageHub as ``train/san/<layer>`` (logged as ``san/<layer>``).
+- ``before_save_checkpoint``: ``checkpoint['san']`` = the SAN state (call count, RNG, input sizes).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional, Sequence, Union
+
+import torch
+from mmengine.hooks import Hook, LoggerHook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.optim import OptimWrapperDict
+from mmengine.registry import HOOKS
+from mmengine.runner import BaseLoop
+from torch import nn
+
+from san_core import SAN, apply_san, convert_spectral_norm_state_dict, select_layers, spectral_norm_style
+
+from .class_sn import ClassSpectralNormRecord, class_spectral_norm_base, strip_class_spectral_norm_
+from .weights import check_local_weights
+
+Patterns = Union[str, Sequence[str], None]
+CHECKPOINT_KEY = "san"
+_CLASS_SN_BUFFER = re.compile(r"\.(u|sv)\d+$")
+DEFAULT_LOG_INTERVAL = 50
+
+
+def _patterns(key: str, value: Patterns) -> Optional[list[str]]:
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(p, str) and p for p in items) or not items:
+        raise ValueError(f"SANHook: expected {key} to be None, a glob string or a list of glob strings, got {value!r}")
+    return list(items)
+
+
+def _flag(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"SANHook: expected {key} to be True or False, got {value!r}")
+    return value
+
+
+def find_submodule(model: nn.Module, path: str) -> nn.Module:
+    """``model.<path>`` with model wrappers removed at every level (the MMEngine idiom, ``is_model_wrapper``)."""
+    inner = model.module if is_model_wrapper(model) else model
+    sub: nn.Module = inner
+    for part in path.split("."):
+        child = sub._modules.get(part) if isinstance(sub, nn.Module) else None
+        if child is None:
+            raise ValueError(
+                f"SANHook: model {type(inner).__name__} has no submodule {path!r}; its top-level children are "
+                f"{list(inner._modules)}"
+            )
+        sub = child.module if is_model_wrapper(child) else child
+    return sub
+
+
+@HOOKS.register_module()
+class SANHook(Hook):
+    """Sparsity Aware Normalization (Kligvasser & Michaeli, AAAI 2021) of ``model.<module>``.
+
+    Args:
+        module: dotted name of the critic inside the model (``'discriminator'``).
+        targets: glob patterns of the layers to normalize (``include`` is an alias); None = every
+            Conv/Linear/Embedding layer of the critic.
+        exclude: glob patterns of layers to leave alone.
+        interval: normalize after every ``interval``-th real critic optimizer step.
+        filter_ratio: ``r``, the fraction of kernels ``w_ij`` whose spectrum is searched (1 = exact).
+        gain: ``g``, multiplies the subset maximum (None = Eq. 9's compensation for ``r``).
+        stride_mode: ``'paper'`` or ``'exact'`` constants for strided convs (see san_core).
+        circular_padding: switch the selected convs to circular padding (Lemma 1 is exact under it).
+        strip_spectral_norm: remove torch's and mmagic's class-style spectral norm from the selected layers.
+        seed: seeds the kernel-subset generator (same subsets on every rank).
+        optim_wrapper: key of the critic's optimizer in ``runner.optim_wrapper`` (default: ``module``).
+        log_interval: iterations between ``san/<layer>`` scalars (None = the LoggerHook's interval; 0 = off).
+    """
+
+    priority = "ABOVE_NORMAL"  # before NORMAL hooks (EMAHook copies the model in before_run), far above CheckpointHook
+
+    def __init__(
+        self,
+        module: str = "discriminator",
+        targets: Patterns = None,
+        exclude: Patterns = None,
+        interval: int = 1,
+        filter_ratio: float = 1.0,
+        gain: Optional[float] = None,
+        stride_mode: str = "paper",
+        circular_padding: bool = True,
+        strip_spectral_norm: bool = True,
+        seed: int = 0,
+        optim_wrapper: Optional[str] = None,
+        log_interval: Optional[int] = None,
+        include: Patterns = None,
+    ) -> None:
+        if not isinstance(module, str) or not module or any(not p for p in module.split(".")):
+            raise ValueError(f"SANHook: expected module to be a dotted submodule name, got {module!r}")
+        if targets is not None and include is not None:
+            raise ValueError(f"SANHook: give targets or include, not both (got {targets!r} and {include!r})")
+        if optim_wrapper is not None and (not isinstance(optim_wrapper, str) or not optim_wrapper):
+            raise ValueError(f"SANHook: expected optim_wrapper to be None or a key string, got {optim_wrapper!r}")
+        if log_interval is not None and (
+            isinstance(log_interval, bool) or not isinstance(log_interval, int) or log_interval < 0
+        ):
+            raise ValueError(f"SANHook: expected log_interval to be None or an int >= 0, got {log_interval!r}")
+        self.module = module
+        self.targets = _patterns(
+            "include" if include is not None else "targets", targets if include is None else include
+        )
+        self.exclude = _patterns("exclude", exclude)
+        self.circular_padding = _flag("circular_padding", circular_padding)
+        self.strip_spectral_norm = _flag("strip_spectral_norm", strip_spectral_norm)
+        self.optim_wrapper = optim_wrapper or module.rsplit(".", 1)[-1]
+        self.log_interval = log_interval
+        self.san_kwargs = dict(
+            interval=interval, filter_ratio=filter_ratio, gain=gain, stride_mode=stride_mode, seed=seed
+        )
+        try:  # san_core's own validation, on a throwaway layer: same rules, same messages
+            SAN(nn.Sequential(nn.Linear(1, 1)), **self.san_kwargs).remove()  # type: ignore[arg-type]
+        except (ValueError, TypeError) as err:
+            raise ValueError(str(err).replace("SAN:", "SANHook:", 1)) from None
+        self.san: Optional[SAN] = None
+        self.class_sn: Optional[ClassSpectralNormRecord] = None
+        self._critic: Optional[nn.Module] = None
+        self._handle: Any = None
+
+    # ------------------------------------------------------------------------------------------ setup
+    def before_run(self, runner: Any) -> None:
+        """Strip SN, set circular padding and build SAN on the critic (before weights are loaded)."""
+        if isinstance(getattr(runner, "_train_loop", None), BaseLoop) and getattr(runner, "cfg", None):
+            check_local_weights(runner.cfg)  # training: fail before init/loading reads a missing file
+        critic = find_submodule(runner.model, self.module)
+        if self.san is not None and self._critic is critic:
+            return  # train() then test() on one runner: already set up
+        matched = select_layers(critic, self.targets, exclude=self.exclude).matched
+        named = dict(critic.named_modules())
+        class_style = [n for n in matched if class_spectral_norm_base(named[n]) is not None]
+        if class_style and not self.strip_spectral_norm:
+            raise ValueError(
+                f"SANHook: layers {class_style} use class-style spectral norm (e.g. mmagic's SNConv2d); set "
+                "strip_spectral_norm=True or exclude them"
+            )
+        torch_sn = [n for n in matched if spectral_norm_style(named[n]) is not None]
+        record = strip_class_spectral_norm_(critic, class_style)
+        try:
+            self.san = apply_san(
+                critic,
+                matched,
+                circular_padding=self.circular_padding,
+                strip_spectral_norm=self.strip_spectral_norm,
+                normalize_at_first_forward=True,
+                **self.san_kwargs,  # type: ignore[arg-type]
+            )
+        except BaseException:
+            record.restore()
+            raise
+        self.class_sn, self._critic = record, critic
+        print_log(
+            f"SANHook: {len(matched)} layers of {self.module} ({type(critic).__name__}) under SAN; spectral norm "
+            f"removed from {len(torch_sn) + len(class_style)}, circular padding "
+            f"{'on' if self.circular_padding else 'off'}",
+            logger="current",
+        )
+
+    def before_train(self, runner: Any) -> None:
+        """Attach SAN to the critic's optimizer (after any resume has rebuilt and loaded it)."""
+        if self.san is None:
+            self.before_run(runner)
+        assert self.san is not None
+        wrappers = runner.optim_wrapper
+        if not isinstance(wrappers, OptimWrapperDict) or self.optim_wrapper not in wrappers:
+            got = list(wrappers.keys()) if isinstance(wrappers, OptimWrapperDict) else type(wrappers).__name__
+            raise ValueError(
+                f"SANHook: expected runner.optim_wrapper to hold a {self.optim_wrapper!r} entry, got {got}; set "
+                "optim_wrapper=... to the critic's key"
+            )
+        if self._handle is None:
+            self._handle = self.san.attach(wrappers[self.optim_wrapper].optimizer)
+        if self.log_interval is None:
+            loggers = [h for h in runner.hooks if isinstance(h, LoggerHook)]
+            self.log_interval = loggers[0].interval if loggers else DEFAULT_LOG_INTERVAL
+
+    def after_run(self, runner: Any) -> None:
+        """Detach from the optimizer; the critic keeps its SAN form (circular padding, no SN)."""
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    # ---------------------------------------------------------------------------------------- logging
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        """Put the latest per-layer constants (before rescale) on the MessageHub as ``train/san/<layer>``."""
+        if self.san is None or not self.log_interval or not self.san.last_constants:
+            return
+        if self.every_n_train_iters(runner, self.log_interval) or self.is_last_train_iter(runner):
+            names = list(self.san.last_constants)
+            values = torch.stack([c.float() for c in self.san.last_constants.values()]).cpu().tolist()
+            runner.message_hub.update_scalars({f"train/san/{n}": v for n, v in zip(names, values)})
+
+    # ------------------------------------------------------------------------------------ checkpoints
+    def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        """Save the SAN state with the checkpoint (the normalized weights are in ``state_dict``)."""
+        if self.san is not None:
+            checkpoint[CHECKPOINT_KEY] = dict(module=self.module, state=self.san.state_dict())
+
+    def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        """Restore the SAN state; a checkpoint without one warns, has its SN keys mapped, and proceeds."""
+        if self.san is None:
+            self.before_run(runner)
+        assert self.san is not None
+        saved = checkpoint.get(CHECKPOINT_KEY)
+        if saved is not None:
+            if saved.get("module") != self.module:
+                raise ValueError(
+                    f"SANHook: checkpoint's SAN state is for module {saved.get('module')!r}, this hook normalizes "
+                    f"{self.module!r}"
+                )
+            self.san.load_state_dict(saved["state"])
+            return
+        print_log(
+            "SANHook: the checkpoint has no SAN state (saved without SANHook?); proceeding: each SAN layer is "
+            "normalized before its first forward",
+            logger="current",
+            level=30,
+        )
+        state = checkpoint.get("state_dict")
+        if isinstance(state, dict):
+            checkpoint["state_dict"] = self._map_spectral_norm_keys(state)
+
+    def _map_spectral_norm_keys(self, state: dict) -> dict:
+        """Spectral-norm keys of every SAN layer in their plain form, e.g. from an SN baseline's checkpoint.
+
+        ``<module>.<layer>.weight_orig`` (and the parametrization form) -> ``.weight``; the ``u``/``v``
+        vectors of torch SN and the ``u{i}``/``sv{i}`` buffers of class-style SN are dropped.
+        """
+        assert self.san is not None
+        prefixes = tuple(f"{self.module}.{name}." for name in self.san.layers)
+        ours = {k: v for k, v in state.items() if k.startswith(prefixes)}
+        out = {k: v for k, v in state.items() if k not in ours}
+        for key, value in convert_spectral_norm_state_dict(ours).items():
+            if not _CLASS_SN_BUFFER.search(key):
+                out[key] = value
+        return out

@@ -1,0 +1,22 @@
+# SN-GAN baseline with the "standard CNN" of Miyato et al. 2018 (Table 3): unconditional, spectral norm on
+# every D layer, hinge loss, Adam lr 2e-4 betas (0.5, 0.999), 5 D steps per G step (their setting C), on
+# mmagic's sngan_proj CIFAR-10 pipeline. Its SAN version: san-sngan-standard-cnn_*.py next to this file.
+_base_ = "mmagic::sngan_proj/sngan-proj_wReLUinplace_lr2e-4-ndisc5-1xb64_cifar10-32x32.py"
+
+custom_imports = dict(imports=["san_mmagic"], allow_failed_imports=False)
+
+# CIFAR-10 root (mmagic's CIFAR10 dataset reads/downloads <data_root>/cifar10/cifar-10-batches-py)
+data_root = "{{$SAN_CIFAR10_ROOT:./data}}"
+
+num_classes = 0
+model = dict(
+    num_classes=num_classes,
+    generator=dict(_delete_=True, type="SNGANStandardCNNGenerator", output_scale=32, noise_size=128, base_channels=64),
+    discriminator=dict(
+        _delete_=True, type="SNGANStandardCNNDiscriminator", input_scale=32, base_channels=64, with_spectral_norm=True
+    ),
+)
+
+train_dataloader = dict(dataset=dict(data_root=data_root))
+val_dataloader = dict(dataset=dict(data_root=data_root))
+test_dataloader = dict(dataset=dict(data_root=data_root))
