@@ -4,6 +4,15 @@ The public surface below is what adapters may use.
 """
 
 from ._dft import DEFAULT_MAX_MEMORY, clear_dft_cache
+from .diagnostics import (
+    ChannelSparsity,
+    channel_sparsity,
+    conv_frequency_matrices,
+    conv_singular_value,
+    gain_from_sparsity,
+    kernel_fourier_maxima,
+    sn_estimate,
+)
 from .normalizer import SAN, apply_san, unwrap_model
 from .padding import PaddingRecord, to_circular_padding_
 from .spectral_norm import (
@@ -24,18 +33,29 @@ from .targets import Selection, dry_run, select_layers
 __all__ = [
     "DEFAULT_MAX_MEMORY",
     "SAN",
+    "ChannelSparsity",
+    "LayerReport",
     "PaddingRecord",
+    "Report",
     "Selection",
     "SpectralNormRecord",
     "apply_san",
+    "apply_san_with_gains",
+    "channel_sparsity",
     "clear_dft_cache",
     "compensation_gain",
     "conv_constant",
+    "conv_frequency_matrices",
+    "conv_singular_value",
     "convert_spectral_norm_state_dict",
     "dry_run",
+    "gain_from_sparsity",
+    "inspect_critic",
+    "kernel_fourier_maxima",
     "linear_constant",
     "official_constant",
     "select_layers",
+    "sn_estimate",
     "spectral_norm_style",
     "strip_spectral_norm_",
     "subset_size",
@@ -43,3 +63,14 @@ __all__ = [
     "unwrap_model",
 ]
 __version__ = "0.1.0"
+
+# ``san_core.inspect`` is also a ``python -m`` entry point: importing it eagerly here would make runpy warn.
+_INSPECT = ("inspect_critic", "apply_san_with_gains", "Report", "LayerReport")
+
+
+def __getattr__(name: str) -> object:
+    if name in _INSPECT:
+        from . import inspect as _inspect
+
+        return getattr(_inspect, name)
+    raise AttributeError(f"module 'san_core' has no attribute {name!r}")

@@ -49,8 +49,11 @@ def _conv_args(weight: Tensor, input_size: Sequence[int], stride: IntOrTuple, di
         raise ValueError(f"{who}: expected a conv weight (out, in/groups, *kernel), got shape {tuple(weight.shape)}")
     if isinstance(input_size, int) or len(tuple(input_size)) != ndim:
         raise ValueError(f"{who}: expected input_size with {ndim} spatial dims, got {input_size!r}")
-    return ndim, _tuple(input_size, ndim, "input_size", who), _tuple(stride, ndim, "stride", who), _tuple(
-        dilation, ndim, "dilation", who
+    return (
+        ndim,
+        _tuple(input_size, ndim, "input_size", who),
+        _tuple(stride, ndim, "stride", who),
+        _tuple(dilation, ndim, "dilation", who),
     )
 
 
@@ -58,6 +61,86 @@ def _taps(kernel_size: Sequence[int], dilation: Sequence[int]) -> Tensor:
     """``(T, d)`` int64 tap positions ``index · dilation`` in the weight's flattening order."""
     axes = [torch.arange(k, dtype=torch.int64) * d for k, d in zip(kernel_size, dilation)]
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(axes))
+
+
+@dataclass
+class _Plan:
+    """Sedghi matrices of one conv: tap phases on the polyphase grid and the half-spectrum frequencies."""
+
+    kernels: Tensor  # (m, n_g, T) real
+    phase_of_tap: list[int]
+    coarse: Tensor  # (T, d) tap positions on the polyphase grid
+    freqs: Tensor  # (F, d) frequency / grid size, half spectrum
+    groups: int
+    phases: int
+    cdtype: torch.dtype
+
+    def matrices(self, start: int = 0, stop: Optional[int] = None) -> Tensor:
+        """``P(ω)`` for frequencies ``[start, stop)``: ``(F_c, groups, m/groups, n_g·s^d)`` complex."""
+        rdtype = self.kernels.dtype
+        angles = -2 * math.pi * (self.freqs[start:stop] @ self.coarse.to(rdtype).T)  # (F_c, T)
+        e = torch.polar(torch.ones_like(angles), angles).to(self.kernels.device)
+        m, n_g = self.kernels.shape[:2]
+        mats = torch.zeros(e.shape[0], m, n_g, self.phases, dtype=self.cdtype, device=self.kernels.device)
+        for t, phase in enumerate(self.phase_of_tap):  # element-wise products: no matmul, so no TF32
+            mats[..., phase] += self.kernels[None, :, :, t] * e[:, t, None, None]
+        return mats.reshape(e.shape[0], self.groups, m // self.groups, n_g * self.phases)
+
+
+def _plan(
+    weight: Tensor,
+    input_size: Sequence[int],
+    stride: IntOrTuple,
+    dilation: IntOrTuple,
+    groups: int,
+    transposed: bool,
+    who: str,
+) -> _Plan:
+    rdtype = _real_dtype(weight, who)
+    ndim, size, stride_t, dil_t = _conv_args(weight, input_size, stride, dilation, who)
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or weight.shape[0] % groups:
+        raise ValueError(f"{who}: groups={groups!r} does not divide the weight of shape {tuple(weight.shape)}")
+    grid_full = tuple(n * s for n, s in zip(size, stride_t)) if transposed else size
+    if any(n % s for n, s in zip(grid_full, stride_t)):
+        raise ValueError(
+            f"{who}: a strided circular conv is a polyphase conv only when the map divides by the stride; "
+            f"got map {grid_full} and stride {stride_t}"
+        )
+    grid = tuple(n // s for n, s in zip(grid_full, stride_t))
+    taps = _taps(weight.shape[2:], dil_t)
+    strides = torch.tensor(stride_t, dtype=torch.int64)
+    phase_of_tap = torch.zeros(taps.shape[0], dtype=torch.int64)
+    for p, s in zip((taps % strides).unbind(1), stride_t):
+        phase_of_tap = phase_of_tap * s + p
+    axes = [torch.arange(k, dtype=rdtype) for k in grid[:-1]] + [torch.arange(grid[-1] // 2 + 1, dtype=rdtype)]
+    freqs = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, ndim)
+    return _Plan(
+        kernels=weight.detach().to(rdtype).reshape(weight.shape[0], weight.shape[1], -1),
+        phase_of_tap=phase_of_tap.tolist(),
+        coarse=taps // strides,
+        freqs=freqs / torch.tensor(grid, dtype=rdtype),
+        groups=groups,
+        phases=math.prod(stride_t),
+        cdtype=torch.complex128 if rdtype == torch.float64 else torch.complex64,
+    )
+
+
+def conv_frequency_matrices(
+    weight: Tensor,
+    input_size: Sequence[int],
+    stride: IntOrTuple = 1,
+    *,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    transposed: bool = False,
+) -> Tensor:
+    """All Sedghi matrices ``P(ω)`` of the half spectrum at once, ``(F, groups, m/groups, n_g·s^d)`` complex.
+
+    The conv's singular values are those of these matrices (plus their conjugates at ``-ω``); see
+    :func:`conv_singular_value` for the definition and the arguments. Memory: ``F·m·n_g·s^d`` complex
+    numbers, unchunked: for training-time trackers (batched power iteration) on small layers.
+    """
+    return _plan(weight, input_size, stride, dilation, groups, transposed, "conv_frequency_matrices").matrices()
 
 
 def conv_singular_value(
@@ -83,50 +166,21 @@ def conv_singular_value(
     adjoint of that conv on its output grid ``input_size · stride``, same singular values.
 
     The real-weight symmetry ``P(-ω) = conj P(ω)`` halves the frequencies; they are processed in
-    chunks so that the complex ``P`` of a chunk takes at most ``max_memory`` bytes (the SVD's own
-    workspace comes on top). The DFT is accumulated tap by tap with element-wise products (no matmul,
-    so no TF32); computed in float64 for float64 weights, float32 otherwise.
+    chunks so that the complex ``P`` of a chunk takes at most ``max_memory`` bytes (one temporary of
+    the same size and the SVD's workspace come on top); ``‖P‖₂`` by ``torch.linalg.matrix_norm(ord=2)``.
+    Computed in float64 for float64 weights, float32 otherwise. On CPU, batched SVDs are much faster
+    with ``torch.set_num_threads(1)`` when the cores are shared with other processes.
     """
     who = "conv_singular_value"
-    rdtype = _real_dtype(weight, who)
-    ndim, size, stride_t, dil_t = _conv_args(weight, input_size, stride, dilation, who)
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or weight.shape[0] % groups:
-        raise ValueError(f"{who}: groups={groups!r} does not divide the weight of shape {tuple(weight.shape)}")
-    if not isinstance(max_memory, int) or max_memory < 1024:
+    if isinstance(max_memory, bool) or not isinstance(max_memory, int) or max_memory < 1024:
         raise ValueError(f"{who}: expected max_memory to be an int number of bytes >= 1024, got {max_memory!r}")
-    grid_full = tuple(n * s for n, s in zip(size, stride_t)) if transposed else size
-    if any(n % s for n, s in zip(grid_full, stride_t)):
-        raise ValueError(
-            f"{who}: a strided circular conv is a polyphase conv only when the map divides by the stride; "
-            f"got map {grid_full} and stride {stride_t}"
-        )
-    grid = tuple(n // s for n, s in zip(grid_full, stride_t))
-    taps = _taps(weight.shape[2:], dil_t)
-    strides = torch.tensor(stride_t, dtype=torch.int64)
-    phase_of_tap = torch.zeros(taps.shape[0], dtype=torch.int64)
-    for p, s in zip((taps % strides).unbind(1), stride_t):
-        phase_of_tap = phase_of_tap * s + p
-    coarse = taps // strides
-    phases = math.prod(stride_t)
-
-    m, n_g = weight.shape[0], weight.shape[1]
-    kernels = weight.detach().to(rdtype).reshape(m, n_g, -1)
-    cdtype = torch.complex128 if rdtype == torch.float64 else torch.complex64
-    # Frequencies of the half spectrum (last axis 0..N/2), flattened.
-    axes = [torch.arange(k, dtype=rdtype) for k in grid[:-1]] + [torch.arange(grid[-1] // 2 + 1, dtype=rdtype)]
-    freqs = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, ndim)
-    phase_per_unit = freqs / torch.tensor(grid, dtype=rdtype)  # (F, d): ω/N
-    per_freq = m * n_g * phases * (16 if cdtype == torch.complex128 else 8)
+    plan = _plan(weight, input_size, stride, dilation, groups, transposed, who)
+    m, n_g = plan.kernels.shape[:2]
+    per_freq = m * n_g * plan.phases * (16 if plan.cdtype == torch.complex128 else 8)
     chunk = max(1, max_memory // per_freq)
-    best = torch.zeros((), dtype=rdtype, device=weight.device)
-    for start in range(0, freqs.shape[0], chunk):
-        angles = -2 * math.pi * (phase_per_unit[start : start + chunk] @ coarse.to(rdtype).T)  # (Fc, T)
-        e = torch.polar(torch.ones_like(angles), angles).to(weight.device)
-        mats = torch.zeros(e.shape[0], m, n_g, phases, dtype=cdtype, device=weight.device)
-        for t in range(taps.shape[0]):
-            mats[..., int(phase_of_tap[t])] += kernels[None, :, :, t] * e[:, t, None, None]
-        mats = mats.reshape(e.shape[0], groups, m // groups, n_g * phases)
-        best = torch.maximum(best, torch.linalg.matrix_norm(mats, ord=2).amax())
+    best = torch.zeros((), dtype=plan.kernels.dtype, device=weight.device)
+    for start in range(0, plan.freqs.shape[0], chunk):
+        best = torch.maximum(best, torch.linalg.matrix_norm(plan.matrices(start, start + chunk), ord=2).amax())
     return best
 
 
@@ -164,7 +218,7 @@ def sn_estimate(
         raise ValueError(f"{who}: expected u of shape ({mat.shape[0]},), got {tuple(u.shape)}")
     start = u.detach() if u is not None else torch.randn(mat.shape[0], generator=generator, dtype=rdtype)
     vec = F.normalize(start.to(mat), dim=0)
-    v = F.normalize(mat.t() @ vec, dim=0)
+    v = vec.new_zeros(mat.shape[1])
     for _ in range(n_iter):
         v = F.normalize(mat.t() @ vec, dim=0)
         vec = F.normalize(mat @ v, dim=0)

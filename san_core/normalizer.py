@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from . import _dft
-from .padding import PaddingRecord, to_circular_padding_
+from .padding import PaddingRecord, switched_by_us, to_circular_padding_
 from .spectral_norm import SpectralNormRecord, spectral_norm_style, strip_spectral_norm_
 from .spectrum import METHODS, STRIDE_MODES, conv_constant, linear_constant
 from .targets import Patterns, resolve, select_layers
@@ -469,7 +469,8 @@ def apply_san(
             raise RuntimeError(
                 f"apply_san: layer {name!r} is already normalized by {_APPLIED[layer]!r}; call its .remove() first"
             )
-    convs = [n for n, m in resolve(inner, matched) if isinstance(m, nn.modules.conv._ConvNd)]
+    # Convs already switched by an earlier to_circular_padding_ keep that record; only the others are switched here.
+    convs = [n for n, m in resolve(inner, matched) if isinstance(m, nn.modules.conv._ConvNd) and not switched_by_us(m)]
     records: list[Union[PaddingRecord, SpectralNormRecord]] = []
     try:
         if strip_spectral_norm:

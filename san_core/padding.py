@@ -11,6 +11,11 @@ from .targets import Patterns, select_layers
 _ORIGINAL_MODE = "_san_original_padding_mode"
 
 
+def switched_by_us(conv: nn.Module) -> bool:
+    """Did :func:`to_circular_padding_` switch this conv (and no ``restore()`` has run since)?"""
+    return _ORIGINAL_MODE in conv.__dict__
+
+
 @dataclass
 class PaddingRecord:
     """What :func:`to_circular_padding_` changed: ``{layer name: original padding_mode}``.
@@ -44,7 +49,7 @@ def to_circular_padding_(module: nn.Module, targets: Patterns = None, *, exclude
         module, targets, exclude=exclude, types=(nn.modules.conv._ConvNd,), what="to_circular_padding_"
     )
     named = dict(module.named_modules())
-    twice = [n for n in selection.matched if _ORIGINAL_MODE in named[n].__dict__]
+    twice = [n for n in selection.matched if switched_by_us(named[n])]
     if twice:
         raise RuntimeError(
             f"to_circular_padding_: already applied to {twice}; call record.restore() before applying again"
