@@ -1,0 +1,79 @@
+"""Per-run files: ``checkpoint.pt`` (everything needed to resume), ``result.json`` (finished), ``final_models.pt``.
+
+A run directory belongs to one run config (hashed); a different config there is refused with a clear message
+rather than silently mixed. Writes go to a temporary file first and are renamed, so a killed process leaves
+either the previous checkpoint or the new one, never half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def atomic_json(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+class RunFiles:
+    """The files of one run directory, checked against the run's config hash."""
+
+    def __init__(self, run_dir: Path, config: dict[str, Any]) -> None:
+        self.dir, self.config, self.hash = run_dir, config, config_hash(config)
+        self.checkpoint, self.result, self.models = (
+            run_dir / "checkpoint.pt",
+            run_dir / "result.json",
+            run_dir / "final_models.pt",
+        )
+
+    def finished(self) -> Optional[dict[str, Any]]:
+        """The stored result when this exact config finished here, else ``None``."""
+        if not self.result.is_file():
+            return None
+        result = json.loads(self.result.read_text())
+        if result.get("config_hash") != self.hash:
+            raise RuntimeError(
+                f"{self.dir} holds a finished run of another config ({result.get('config_hash')} ≠ {self.hash}); "
+                "use another --out or delete that directory"
+            )
+        return result
+
+    def load_checkpoint(self, map_location: torch.device) -> Optional[dict[str, Any]]:
+        if not self.checkpoint.is_file():
+            return None
+        state = torch.load(self.checkpoint, map_location=map_location, weights_only=False)
+        if state.get("config_hash") != self.hash:
+            raise RuntimeError(
+                f"{self.checkpoint} belongs to another config ({state.get('config_hash')} ≠ {self.hash}); "
+                "use another --out or delete that directory"
+            )
+        return state
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_save({**state, "config_hash": self.hash, "config": self.config}, self.checkpoint)
+
+    def finish(self, result: dict[str, Any], models: Optional[dict[str, Any]]) -> None:
+        """Store the result (and the final weights, when given), then drop the (large) resumable checkpoint."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if models is not None:
+            atomic_save(models, self.models)
+        atomic_json({**result, "config_hash": self.hash, "config": self.config}, self.result)
+        self.checkpoint.unlink(missing_ok=True)

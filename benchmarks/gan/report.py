@@ -1,0 +1,101 @@
+"""Results table: per setup × treatment, final/best score ± std over seeds, step times, peak memory."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from typing import Any, Optional
+
+from .._report import fmt_mib, fmt_ms
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def _median(values: list[Optional[float]]) -> Optional[float]:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def aggregate(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (setup, treatment): scores over seeds, median step times, max peak memory."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in results:
+        groups[(r["setup"], r["treatment"])].append(r)
+    rows = []
+    for (setup, treatment), rs in groups.items():
+        scored = [r for r in rs if r["final"] is not None]
+        mem_d = [r["memory"].get("d_step_peak_mib") for r in rs if r["memory"].get("d_step_peak_mib") is not None]
+        mem_g = [r["memory"].get("g_step_peak_mib") for r in rs if r["memory"].get("g_step_peak_mib") is not None]
+        rows.append(
+            {
+                "setup": setup, "setup_label": rs[0]["setup_label"], "treatment": treatment,
+                "treatment_label": rs[0]["treatment_label"], "n_dis": rs[0]["n_dis"],
+                "seeds": [r["seed"] for r in rs], "finished": all(r["finished"] for r in rs),
+                "steps": rs[0]["steps"], "steps_done": min(r["steps_done"] for r in rs), "batch": rs[0]["batch"],
+                "fid_name": rs[0]["fid_name"], "is_name": rs[0]["is_name"],
+                "final_fid": [r["final"]["fid"] for r in scored], "final_is": [r["final"]["is"] for r in scored],
+                "best_fid": [r["best"]["fid"] for r in scored], "best_fid_step": [r["best"]["step"] for r in scored],
+                "d_step_ms": _median([r["d_step_ms"] for r in rs]), "g_step_ms": _median([r["g_step_ms"] for r in rs]),
+                "d_step_peak_mib": max(mem_d) if mem_d else None, "g_step_peak_mib": max(mem_g) if mem_g else None,
+                "train_s": sum(r["elapsed"]["train_s"] for r in rs), "cpu_s": sum(r["elapsed"]["cpu_s"] for r in rs),
+            }
+        )  # fmt: skip
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """One table per setup; the score columns are named by the metric (e.g. ``classifier-FID (resnet20)``)."""
+    out = []
+    for setup in dict.fromkeys(r["setup"] for r in rows):
+        rs = [r for r in rows if r["setup"] == setup]
+        fid, is_ = rs[0]["fid_name"], rs[0]["is_name"]
+        out += [f"### {rs[0]['setup_label']}", ""]
+        head = ["treatment", "D steps / G step", f"{fid} final ↓", f"{fid} best ↓ (step)", f"{is_} final ↑",
+                "ms / D step", "ms / G step", "peak MiB D step", "peak MiB G step", "G steps", "seeds"]  # fmt: skip
+        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in rs:
+            steps = f"{r['steps_done']}/{r['steps']}" + ("" if r["finished"] else " (unfinished)")
+            best_at = "/".join(str(s) for s in r["best_fid_step"])
+            cells = [
+                r["treatment_label"], str(r["n_dis"]), _mean_std(r["final_fid"]),
+                f"{_mean_std(r['best_fid'])} ({best_at})", _mean_std(r["final_is"]),
+                fmt_ms(r["d_step_ms"]) if r["d_step_ms"] is not None else "—",
+                fmt_ms(r["g_step_ms"]) if r["g_step_ms"] is not None else "—",
+                fmt_mib(r["d_step_peak_mib"]) if r["d_step_peak_mib"] is not None else "—",
+                fmt_mib(r["g_step_peak_mib"]) if r["g_step_peak_mib"] is not None else "—",
+                steps, ",".join(map(str, r["seeds"])),
+            ]  # fmt: skip
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def notes(meta: dict[str, Any]) -> str:
+    fid = meta.get("fid_name", "the metric")
+    return "\n".join(
+        [
+            "Notes:",
+            f"- Scores: {fid} = Fréchet distance (float64) between the feature statistics of {meta['n_eval']} "
+            f"generator samples (fixed noise, G in eval mode) and of {meta['ref_n']} real training images; "
+            f"IS from the same network's softmax. {meta['metric_note']}",
+            "- ± = standard deviation over seeds (none shown for one seed). Final = last evaluation; best = lowest "
+            "over the evaluations (step in parentheses).",
+            "- Times: median wall time of one critic update (fresh batch, G forward without grad, hinge loss (+GP), "
+            "backward, Adam step, SAN rescale when due) and of one generator update; the first and the "
+            "memory-profiled iterations excluded. Runs are timed one after another, so a change in machine load "
+            "between runs shows up in these columns (load average in the header); for a like-for-like cost "
+            "comparison see `python -m benchmarks.speed_side_by_side` (interleaved). Peak MiB: memory allocated "
+            "during one such step above what was "
+            "allocated before it (CUDA allocator peak; on CPU the profiler's allocation events).",
+            "- SAN: `san_core.apply_san` on every conv/linear/embedding of the critic (circular padding), normalized "
+            "before the first forward and after every (every 100th) critic optimizer step; r=0.25 uses Eq. 9's "
+            "gain. SN: `torch.nn.utils.parametrizations.spectral_norm` on the same layers. GP: hinge + 10·GP.",
+            f"- {meta['preset_note']}",
+        ]
+    )

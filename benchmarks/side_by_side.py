@@ -1,0 +1,208 @@
+"""Side-by-side GAN training: every critic treatment on identical data, seeds, models, losses and step budgets.
+
+    python -m benchmarks.side_by_side --preset cpu-quick          # ≤ 15 min on 2 CPU cores, one seed
+    python -m benchmarks.side_by_side --preset gpu --device cuda  # the paper's setups, 3 seeds
+
+Writes ``side_by_side.md`` / ``.json``, ``scores_<setup>.png`` and ``constants_<setup>.png`` to ``--out``
+(default ``benchmarks/results/side_by_side_<preset>/``) and one directory per run under ``runs/``
+(``checkpoint.pt`` while unfinished, ``result.json`` when done). Rerunning the same command skips finished
+runs and resumes unfinished ones from their last checkpoint. Scores are named by their feature network:
+``classifier-FID (resnet20)`` by default (a CIFAR-10 classifier's features, comparable only between runs
+made here), ``FID (Inception-v3)`` with ``--metric inception --inception-weights PATH``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import _measure
+from .gan import plots, report
+from .gan.checkpoint import atomic_json
+from .gan.classifier import accuracy
+from .gan.data import DEFAULT_CACHE, SHARED_DATA, DataMissing, ImageSet, load_cifar10
+from .gan.feature_nets import METRICS, make_feature_net
+from .gan.inception import InceptionMissing
+from .gan.metrics import FeatureNet, reference_stats
+from .gan.presets import PRESETS, Preset
+from .gan.setups import get_setup
+from .gan.train import RunSpec, train_run
+from .gan.treatments import parse_treatment
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.side_by_side", description=__doc__.split("\n")[0])
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu-quick")
+    p.add_argument("--data", help="cifar10_jpeg.tar.gz, a torchvision CIFAR-10 root, an image folder, or fake[:N]")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="decoded data and reference statistics")
+    p.add_argument(
+        "--out", type=Path, help="results and run directories (default benchmarks/results/side_by_side_<preset>)"
+    )
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--metric", choices=METRICS, default="classifier")
+    p.add_argument("--classifier", type=Path, help="CIFAR-10 ResNet checkpoint (default resnet20 in the shared data)")
+    p.add_argument("--inception-weights", type=Path, help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth")
+    p.add_argument("--setups", help="comma-separated subset of the preset's setups (cnn,resnet,biggan)")
+    p.add_argument("--treatments", help="comma-separated treatments replacing the preset's, e.g. sn,san,sn:5")
+    p.add_argument("--seeds", help="comma-separated seeds replacing the preset's")
+    p.add_argument("--steps", type=int, help="generator steps per run, replacing the preset's")
+    p.add_argument("--n-eval", type=int, help="samples per evaluation, replacing the preset's (e.g. for checks)")
+    p.add_argument("--max-steps", type=int, help="stop each run after this many steps in this invocation (resumable)")
+    p.add_argument("--threads", default="auto", help="torch CPU threads; auto = one per idle core (load average)")
+    p.add_argument("--keep-models", action="store_true", help="keep final G/D weights (final_models.pt) per run")
+    return p.parse_args(argv)
+
+
+def build_specs(preset: Preset, args: argparse.Namespace) -> list[RunSpec]:
+    wanted = args.setups.split(",") if args.setups else None
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else preset.seeds
+    specs = []
+    for seed in seeds:  # seed-major, so a partial run (e.g. on a GPU lent for a while) covers every setup first
+        for b in preset.budgets:
+            if wanted is not None and b.setup not in wanted:
+                continue
+            setup = get_setup(b.setup, b.g_ch, b.d_ch)
+            steps = args.steps or b.steps
+            every = min(b.eval_every, steps)
+            for t in args.treatments.split(",") if args.treatments else b.treatments:
+                specs.append(RunSpec(setup, parse_treatment(t), seed, steps, b.batch, every, args.n_eval or b.n_eval,
+                                     preset.eval_batch, b.ckpt_every, b.log_every, preset.is_splits))  # fmt: skip
+    if wanted is not None and not specs:
+        raise SystemExit(f"--setups {args.setups}: none of them is in preset {preset.name!r}")
+    return specs
+
+
+def _busy_cores(seconds: float = 0.5) -> float:
+    """Cores kept busy by other processes right now: ``/proc/stat`` sampled over ``seconds`` (Linux), else the
+    1-minute load average."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+        return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / max(1, total1 - total0))
+    except (OSError, ValueError, IndexError):
+        try:
+            return os.getloadavg()[0]
+        except OSError:
+            return 0.0
+
+
+def _measure_threads(spec: str) -> int:
+    """``auto``: one thread per core not busy with other processes (at least 1), so a shared machine is not
+    oversubscribed (two threads on cores that other processes hold run many times slower than one)."""
+    if spec != "auto":
+        return max(1, int(spec))
+    idle = (os.cpu_count() or 1) - _busy_cores()
+    return max(1, min(torch.get_num_threads(), round(idle)))
+
+
+def classifier_check(net: FeatureNet, device: torch.device) -> dict[str, Any] | None:
+    """Top-1 accuracy of the scoring classifier on the byte-exact CIFAR-10 test subset, when it is there."""
+    path = SHARED_DATA / "cifar10" / "cifar10_exact_subset.npz"
+    if net.module is None or not net.key.startswith("clf-") or not path.is_file():
+        return None
+    with np.load(path) as f:
+        x, y = torch.from_numpy(f["x_test"]), torch.from_numpy(f["y_test"]).long()
+    acc = accuracy(net.module.to(device), x.to(device), y.to(device))  # type: ignore[arg-type]
+    return {"images": len(y), "source": path.name + " x_test", "top1": acc}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(_measure_threads(args.threads))
+    load_before = _measure.load_average()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
+    preset = PRESETS[args.preset]
+    out = args.out or RESULTS / f"side_by_side_{args.preset}"
+    device = torch.device(args.device)
+    specs = build_specs(preset, args)
+    try:
+        data = load_cifar10(args.data, "train", args.cache)
+        net = make_feature_net(args.metric, args.classifier, args.inception_weights).to(device)
+    except (DataMissing, InceptionMissing, FileNotFoundError) as err:
+        print(f"side_by_side: {err}", file=sys.stderr)
+        return 2
+    if device.type == "cuda":  # 150 MB of uint8: keep it on the GPU, batches are gathered there
+        data = ImageSet(data.x.to(device), data.y.to(device), data.name)
+    t_data = time.perf_counter() - t_start
+    check = classifier_check(net, device)
+    if check is not None:
+        print(f"{net.fid_name}: classifier top-1 {100 * check['top1']:.2f} % on {check['source']}", file=sys.stderr)
+    ref = reference_stats(net, data.x, data.name, preset.ref_samples, args.cache, device, preset.eval_batch)
+    t_ref = time.perf_counter() - t_start - t_data
+    results = []
+    for spec in specs:
+        r = train_run(spec, out, data, net, ref, device, max_steps=args.max_steps, keep_models=args.keep_models)
+        results.append(r)
+        status = "skipped (finished before)" if r.get("skipped") else ("done" if r["finished"] else "stopped")
+        print(f"{spec.setup.key}/{spec.treatment.key}/seed{spec.seed}: {status}", file=sys.stderr)
+    wall = time.perf_counter() - t_start
+    meta = {
+        "preset": args.preset, "preset_note": preset.note, "device": _measure.device_name(device),
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "commit": _measure.git_commit(),
+        "command": "python -m benchmarks.side_by_side " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "data": data.name, "train_images": len(data), "metric": net.key, "fid_name": net.fid_name,
+        "is_name": net.is_name, "ref_n": int(ref["n"]), "ref_is": float(ref["is"]),
+        "n_eval": sorted({s.n_eval for s in specs}), "classifier_check": check,
+        "metric_note": _metric_note(net, check, ref), "wall_s": wall, "cpu_s": time.process_time() - cpu_start,
+        "data_s": t_data, "ref_stats_s": t_ref,
+        "load_average": f"{load_before} at start, {_measure.load_average()} at end",
+    }  # fmt: skip
+    write_outputs(out, meta, results)
+    print(f"side_by_side: {len(results)} runs, {wall:.0f} s wall; results in {out}", file=sys.stderr)
+    return 0
+
+
+def _metric_note(net: FeatureNet, check: dict | None, ref: dict) -> str:
+    note = f"The real images' own {net.is_name} is {float(ref['is']):.2f}."
+    if check is not None:
+        acc = 100 * check["top1"]
+        note += f" The classifier's top-1 accuracy on {check['images']} byte-exact test images: {acc:.1f} %."
+    if net.key.startswith("clf-"):
+        note += " Not comparable with published Inception FID/IS."
+    return note
+
+
+def write_outputs(out: Path, meta: dict[str, Any], results: list[dict[str, Any]]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    rows = report.aggregate(results)
+    meta = {**meta, "n_eval": "/".join(map(str, meta["n_eval"]))}
+    header = [
+        f"# Side-by-side GAN training ({meta['preset']} preset)", "",
+        f"- device: {meta['device']}; torch {meta['torch']}, {meta['threads']} threads",
+        f"- git commit: {meta['commit']}", f"- command: `{meta['command']}`",
+        f"- data: {meta['data']} ({meta['train_images']} images); metric: {meta['fid_name']} / {meta['is_name']}",
+        f"- total wall time {meta['wall_s']:.0f} s (data {meta['data_s']:.0f} s, reference statistics "
+        f"{meta['ref_stats_s']:.0f} s), process CPU time {meta['cpu_s']:.0f} s; load average (1/5/15 min) "
+        f"{meta['load_average']}",
+    ]  # fmt: skip
+    figures = []
+    for setup in dict.fromkeys(r["setup"] for r in results):
+        plots.plot_scores(results, setup, out / f"scores_{setup}.png")
+        plots.plot_constants(results, setup, out / f"constants_{setup}.png")
+        figures.append(f"![{setup} scores](scores_{setup}.png) ![{setup} constants](constants_{setup}.png)")
+    md = "\n".join([*header, "", report.markdown(rows), report.notes(meta), "", *figures, ""])
+    (out / "side_by_side.md").write_text(md)
+    slim = [{k: v for k, v in r.items() if k != "history"} | {"evals": r["history"]["eval"]} for r in results]
+    atomic_json({"meta": meta, "rows": rows, "runs": slim}, out / "side_by_side.json")
+    print(md)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
