@@ -14,6 +14,7 @@ made here), ``FID (Inception-v3)`` with ``--metric inception --inception-weights
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -146,13 +147,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{net.fid_name}: classifier top-1 {100 * check['top1']:.2f} % on {check['source']}", file=sys.stderr)
     ref = reference_stats(net, data.x, data.name, preset.ref_samples, args.cache, device, preset.eval_batch)
     t_ref = time.perf_counter() - t_start - t_data
-    results = []
+    results, counts = [], {"trained": 0, "skipped": 0, "stopped": 0}
     for spec in specs:
         r = train_run(spec, out, data, net, ref, device, max_steps=args.max_steps, keep_models=args.keep_models)
         results.append(r)
         status = "skipped (finished before)" if r.get("skipped") else ("done" if r["finished"] else "stopped")
+        counts["skipped" if r.get("skipped") else ("trained" if r["finished"] else "stopped")] += 1
         print(f"{spec.setup.key}/{spec.treatment.key}/seed{spec.seed}: {status}", file=sys.stderr)
     wall = time.perf_counter() - t_start
+    invocation = {
+        "command": "python -m benchmarks.side_by_side " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "commit": _measure.git_commit(), "threads": torch.get_num_threads(), "wall_s": wall,
+        "cpu_s": time.process_time() - cpu_start, "data_s": t_data, "ref_stats_s": t_ref,
+        "load_average": f"{load_before} at start, {_measure.load_average()} at end", **counts,
+    }  # fmt: skip
     meta = {
         "preset": args.preset, "preset_note": preset.note, "device": _measure.device_name(device),
         "torch": torch.__version__, "threads": torch.get_num_threads(), "commit": _measure.git_commit(),
@@ -160,9 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         "data": data.name, "train_images": len(data), "metric": net.key, "fid_name": net.fid_name,
         "is_name": net.is_name, "ref_n": int(ref["n"]), "ref_is": float(ref["is"]),
         "n_eval": sorted({s.n_eval for s in specs}), "classifier_check": check,
-        "metric_note": _metric_note(net, check, ref), "wall_s": wall, "cpu_s": time.process_time() - cpu_start,
-        "data_s": t_data, "ref_stats_s": t_ref,
-        "load_average": f"{load_before} at start, {_measure.load_average()} at end",
+        "metric_note": _metric_note(net, check, ref), "invocations": [*_previous_invocations(out), invocation],
     }  # fmt: skip
     write_outputs(out, meta, results)
     print(f"side_by_side: {len(results)} runs, {wall:.0f} s wall; results in {out}", file=sys.stderr)
@@ -179,6 +185,21 @@ def _metric_note(net: FeatureNet, check: dict | None, ref: dict) -> str:
     return note
 
 
+def _previous_invocations(out: Path) -> list[dict[str, Any]]:
+    """The invocations recorded in an earlier ``side_by_side.json`` here (the runs they trained are reused)."""
+    try:
+        meta = json.loads((out / "side_by_side.json").read_text())["meta"]
+    except (OSError, ValueError, KeyError):
+        return []
+    if "invocations" in meta:
+        return meta["invocations"]
+    if "wall_s" not in meta:  # a file of unknown layout: start a new log
+        return []
+    n = len(json.loads((out / "side_by_side.json").read_text())["runs"])  # first layout: one invocation, no log
+    keys = ("command", "commit", "threads", "wall_s", "cpu_s", "data_s", "ref_stats_s", "load_average")
+    return [{**{k: meta[k] for k in keys}, "trained": n, "skipped": 0, "stopped": 0}]
+
+
 def write_outputs(out: Path, meta: dict[str, Any], results: list[dict[str, Any]]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows = report.aggregate(results)
@@ -186,12 +207,16 @@ def write_outputs(out: Path, meta: dict[str, Any], results: list[dict[str, Any]]
     header = [
         f"# Side-by-side GAN training ({meta['preset']} preset)", "",
         f"- device: {meta['device']}; torch {meta['torch']}, {meta['threads']} threads",
-        f"- git commit: {meta['commit']}", f"- command: `{meta['command']}`",
         f"- data: {meta['data']} ({meta['train_images']} images); metric: {meta['fid_name']} / {meta['is_name']}",
-        f"- total wall time {meta['wall_s']:.0f} s (data {meta['data_s']:.0f} s, reference statistics "
-        f"{meta['ref_stats_s']:.0f} s), process CPU time {meta['cpu_s']:.0f} s; load average (1/5/15 min) "
-        f"{meta['load_average']}",
     ]  # fmt: skip
+    for i, inv in enumerate(meta["invocations"], 1):
+        header.append(
+            f"- invocation {i} (`{inv['command']}`, {inv['commit']}, {inv['threads']} threads): "
+            f"{inv['trained']} runs trained, {inv['stopped']} stopped, {inv['skipped']} reused; wall time "
+            f"{inv['wall_s']:.0f} s end to end (data {inv['data_s']:.0f} s, reference statistics "
+            f"{inv['ref_stats_s']:.0f} s), process CPU time {inv['cpu_s']:.0f} s; load average (1/5/15 min) "
+            f"{inv['load_average']}"
+        )
     figures = []
     for setup in dict.fromkeys(r["setup"] for r in results):
         plots.plot_scores(results, setup, out / f"scores_{setup}.png")

@@ -79,6 +79,7 @@ def plot_constants(results: list[dict[str, Any]], setup: str, path: Path) -> Non
         series = r["history"]["san_constants"] or r["history"]["effective_constants"]
         kind = "SAN constant before rescale" if r["history"]["san_constants"] else "‖W_eff‖₀,∞ (σ₁ dense)"
         layers = list(series[0]["values"]) if series else []
+        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
         for layer in layers:
             ax.plot([p["step"] for p in series], [p["values"][layer] for p in series], lw=1, label=layer)
         ax.set_yscale("log")

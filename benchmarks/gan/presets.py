@@ -2,8 +2,9 @@
 
 - ``test``: seconds; tiny widths, a few steps on whatever data is given (the tests use ``--data fake``).
 - ``cpu-quick``: a smoke test of the whole pipeline on 2 CPU cores in ≤ 15 min, one seed: the paper's CNN
-  (full width) with every treatment, plus a short SN-vs-SAN run of the paper's ResNet. Batch 16 instead of 64
-  to afford more steps; the numbers say how the first few dozen steps go, not where training ends.
+  (full width) with every treatment for 40 generator steps, plus a 6-step SN-vs-SAN run of the paper's ResNet.
+  Batch 16 instead of 64 to afford more steps; the numbers say how the first few dozen steps go, not where
+  training ends. About 770 s of CPU time on one thread (so ≤ 15 min even single-threaded).
 - ``gpu``: the paper's setups at full width, batch 64, 3 seeds, 50k generator steps per run (the paper trains
   200 epochs ≈ 156k steps; pass ``--steps 156250`` for that), every treatment plus each baseline's usual
   number of critic steps (SN with 5 for the SNGAN setups, 4 for BigGAN).
@@ -49,8 +50,8 @@ _TEST = [
     SetupBudget("biggan", ["sn", "san"], steps=1, batch=4, eval_every=1, n_eval=32, **{**_TINY, "g_ch": 16}),
 ]
 _CPU_QUICK = [
-    SetupBudget("cnn", [*DEFAULT, "sn:5"], steps=60, batch=16, eval_every=15, n_eval=500, log_every=1),
-    SetupBudget("resnet", ["sn", "san"], steps=10, batch=16, eval_every=5, n_eval=200, log_every=1),
+    SetupBudget("cnn", [*DEFAULT, "sn:5"], steps=40, batch=16, eval_every=10, n_eval=400, log_every=1),
+    SetupBudget("resnet", ["sn", "san"], steps=6, batch=16, eval_every=3, n_eval=128, log_every=1),
 ]
 _GPU = [  # SN vs SAN first: runs go in this order, so a partial budget answers the main question first
     SetupBudget(
@@ -79,7 +80,7 @@ PRESETS = {
         ref_samples=10_000,
         note=(
             "cpu-quick preset: a smoke test on 2 CPU cores. The paper's CNN and ResNet at full width but batch 16 "
-            "(not 64), 60 (CNN) and 10 (ResNet) generator steps, 500/200 samples per evaluation, reference statistics "
+            "(not 64), 40 (CNN) and 6 (ResNet) generator steps, 400/128 samples per evaluation, reference statistics "
             "from 10k training images. At this budget the scores measure the first few dozen steps only."
         ),
     ),
