@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         "data": data.name, "train_images": len(data), "metric": net.key, "fid_name": net.fid_name,
         "is_name": net.is_name, "ref_n": int(ref["n"]), "ref_is": float(ref["is"]),
         "n_eval": sorted({s.n_eval for s in specs}), "classifier_check": check,
-        "metric_note": _metric_note(net, check, ref), "invocations": [*_previous_invocations(out), invocation],
+        "metric_note": _metric_note(net, check, ref),
+        "invocations": [inv for inv in [*_previous_invocations(out), invocation] if inv["trained"] + inv["stopped"]],
     }  # fmt: skip
     write_outputs(out, meta, results)
     print(f"side_by_side: {len(results)} runs, {wall:.0f} s wall; results in {out}", file=sys.stderr)
@@ -186,7 +187,10 @@ def _metric_note(net: FeatureNet, check: dict | None, ref: dict) -> str:
 
 
 def _previous_invocations(out: Path) -> list[dict[str, Any]]:
-    """The invocations recorded in an earlier ``side_by_side.json`` here (the runs they trained are reused)."""
+    """The invocations recorded in an earlier ``side_by_side.json`` here (the runs they trained are reused).
+
+    Only invocations that trained something are kept: a rerun that merely re-renders the table adds no line.
+    """
     try:
         meta = json.loads((out / "side_by_side.json").read_text())["meta"]
     except (OSError, ValueError, KeyError):
@@ -206,7 +210,7 @@ def write_outputs(out: Path, meta: dict[str, Any], results: list[dict[str, Any]]
     meta = {**meta, "n_eval": "/".join(map(str, meta["n_eval"]))}
     header = [
         f"# Side-by-side GAN training ({meta['preset']} preset)", "",
-        f"- device: {meta['device']}; torch {meta['torch']}, {meta['threads']} threads",
+        f"- device: {meta['device']}; torch {meta['torch']}",
         f"- data: {meta['data']} ({meta['train_images']} images); metric: {meta['fid_name']} / {meta['is_name']}",
     ]  # fmt: skip
     for i, inv in enumerate(meta["invocations"], 1):
