@@ -4,17 +4,10 @@ The public surface below is what adapters may use.
 """
 
 from ._dft import DEFAULT_MAX_MEMORY, clear_dft_cache
-from .diagnostics import (
-    ChannelSparsity,
-    channel_sparsity,
-    conv_frequency_matrices,
-    conv_singular_value,
-    gain_from_sparsity,
-    kernel_fourier_maxima,
-    sn_estimate,
-)
+from .diagnostics import conv_frequency_matrices, conv_singular_value, kernel_fourier_maxima, sn_estimate
 from .normalizer import SAN, apply_san, unwrap_model
 from .padding import PaddingRecord, to_circular_padding_
+from .sparsity import ChannelSparsity, channel_sparsity, effective_density, gain_from_sparsity
 from .spectral_norm import (
     SpectralNormRecord,
     convert_spectral_norm_state_dict,
@@ -40,7 +33,6 @@ __all__ = [
     "Selection",
     "SpectralNormRecord",
     "apply_san",
-    "apply_san_with_gains",
     "channel_sparsity",
     "clear_dft_cache",
     "compensation_gain",
@@ -49,6 +41,7 @@ __all__ = [
     "conv_singular_value",
     "convert_spectral_norm_state_dict",
     "dry_run",
+    "effective_density",
     "gain_from_sparsity",
     "inspect_critic",
     "kernel_fourier_maxima",
@@ -65,7 +58,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 # ``san_core.inspect`` is also a ``python -m`` entry point: importing it eagerly here would make runpy warn.
-_INSPECT = ("inspect_critic", "apply_san_with_gains", "Report", "LayerReport")
+_INSPECT = ("inspect_critic", "Report", "LayerReport")
 
 
 def __getattr__(name: str) -> object:

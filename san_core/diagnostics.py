@@ -1,4 +1,4 @@
-"""Diagnostics on tensors: a conv layer's exact top singular value, spectral norm's estimate, channel sparsity.
+"""Diagnostics on tensors: a conv layer's exact top singular value, spectral norm's estimate.
 
 Pure functions (nothing is mutated except the documented power-iteration vector ``u``), torch only,
 float64 when the weight is float64. Symbols follow the paper: a conv ``W`` with ``m`` output and ``n``
@@ -16,7 +16,7 @@ the SN inequality holding when no two taps of a polyphase component alias on the
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -259,76 +259,3 @@ def kernel_fourier_maxima(
         spec = torch.fft.rfftn(folded.reshape(-1, *grid), dim=tuple(range(1, ndim + 1)))
         out.append(spec.abs().flatten(1).amax(1))
     return torch.cat(out).reshape(weight.shape[:2])
-
-
-@dataclass
-class ChannelSparsity:
-    """Channel-sparsity statistics of features ``x`` with channels ``x_1 … x_k`` (the paper's Fig. 5).
-
-    ``norms``: ``(N, k)`` channel norms ``‖x_i‖`` (float64); ``zero_fraction``: ``(N,)`` per-sample
-    fraction of channels with ``‖x_i‖ ≤ threshold`` (``1 − ‖x‖₀/k``); ``counts``/``edges``: histogram
-    of all norms (``bins`` equal bins over ``[0, max]``; ``counts[0]`` includes the exact zeros, also
-    counted alone in ``zeros``).
-    """
-
-    norms: Tensor
-    zero_fraction: Tensor
-    counts: Tensor
-    edges: Tensor
-    zeros: int
-    threshold: float
-
-    @property
-    def mean_zero_fraction(self) -> float:
-        return float(self.zero_fraction.mean())
-
-
-def channel_sparsity(features: Tensor, threshold: float = 0.0, *, bins: int = 50) -> ChannelSparsity:
-    """Channel norms of ``features`` ``(N, k, *spatial)`` (or ``(N, k)``: scalar channels) and their sparsity."""
-    who = "channel_sparsity"
-    if features.dim() < 2 or not features.is_floating_point():
-        raise ValueError(
-            f"{who}: expected floating features (N, channels, *spatial), got {features.dtype} {tuple(features.shape)}"
-        )
-    if not threshold >= 0 or not isinstance(bins, int) or bins < 1:
-        raise ValueError(f"{who}: expected threshold >= 0 and bins >= 1, got threshold={threshold!r} bins={bins!r}")
-    flat = features.detach().to(torch.float64).reshape(features.shape[0], features.shape[1], -1)
-    norms = torch.linalg.vector_norm(flat, dim=2).cpu()
-    zero_fraction = (norms <= threshold).to(torch.float64).mean(dim=1)
-    top = float(norms.max()) if norms.numel() else 0.0
-    counts, edges = torch.histogram(norms.flatten(), bins=bins, range=(0.0, top if top > 0 else 1.0))
-    return ChannelSparsity(norms, zero_fraction, counts, edges, int((norms == 0).sum()), float(threshold))
-
-
-def gain_from_sparsity(
-    density: Mapping[str, float],
-    caps: Optional[Mapping[str, float]] = None,
-    *,
-    exponent: float = 0.5,
-    reference: Optional[float] = None,
-) -> dict[str, float]:
-    """EXPERIMENTAL heuristic for a per-layer gain ``g_l`` from measured channel density (not from the paper).
-
-    The paper's Limitations suggest a per-layer compensation factor by sparsity (future work). Here
-    ``density[l]`` is the mean fraction of non-zero input channels of layer ``l``. For inputs with
-    ``k`` non-zero channels, a layer's gain is at most ``√k · ‖W‖₀,∞`` (Cauchy–Schwarz over channels
-    per frequency); so, keeping SAN's calibration on the sparsest layer (``reference``, default the
-    smallest density, ``g = 1``), a layer whose inputs are ``ρ`` times denser gets
-    ``g_l = clip(ρ^exponent, 1, caps[l])``, ``exponent = 1/2`` mirroring ``√k``. ``caps[l]`` should be
-    ``σ₁/‖W‖₀,∞`` so that no layer is normalized more strongly than exact spectral norm (which the
-    paper shows stalls training). Untested as a training recipe: compare it side by side.
-    """
-    if not density:
-        return {}
-    if any(not 0 < d <= 1 for d in density.values()):
-        raise ValueError(f"gain_from_sparsity: expected densities in (0, 1], got {dict(density)}")
-    ref = min(density.values()) if reference is None else float(reference)
-    if not 0 < ref <= 1:
-        raise ValueError(f"gain_from_sparsity: expected reference in (0, 1], got {reference!r}")
-    gains = {}
-    for name, d in density.items():
-        g = max(1.0, (d / ref) ** exponent)
-        if caps is not None and name in caps:
-            g = min(g, max(1.0, float(caps[name])))
-        gains[name] = g
-    return gains

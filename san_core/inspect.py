@@ -15,19 +15,19 @@ features are channel-sparse); its thresholds are this tool's heuristics, not the
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import statistics
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
 
-from .diagnostics import conv_singular_value, gain_from_sparsity, sn_estimate
-from .normalizer import SAN, apply_san
+from ._loading import build_critic, load_checkpoint, load_object, move_batch
+from .diagnostics import conv_singular_value, sn_estimate
+from .sparsity import effective_density, gain_from_sparsity
 from .spectral_norm import spectral_norm_style
 from .spectrum import conv_constant, linear_constant
 from .targets import Patterns, resolve, select_layers
@@ -45,6 +45,7 @@ class LayerReport:
     exact_sigma: Optional[float] = None
     san_constant: Optional[float] = None
     zero_fraction: Optional[float] = None
+    effective_density: Optional[float] = None
     samples: int = 0
     fed_by_input: bool = False
     notes: list[str] = field(default_factory=list)
@@ -64,93 +65,24 @@ class Report:
 
         rows = [
             "| layer | type | input size | SN estimate σ(W_mat) | exact σ₁ | SAN ‖W‖₀,∞ | exact/SN | zero channels "
-            "of input | notes |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "of input | effective density k_eff/n | notes |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in self.layers:
             ratio = r.exact_sigma / r.sn_estimate if r.exact_sigma and r.sn_estimate else None
             size = "×".join(map(str, r.input_size)) if r.input_size else "—"
             zeros = "—" if r.zero_fraction is None else f"{100 * r.zero_fraction:.1f} %"
             cells = [r.name, r.type, size, num(r.sn_estimate), num(r.exact_sigma), num(r.san_constant)]
-            rows.append("| " + " | ".join([*cells, num(ratio, ".2f"), zeros, "; ".join(r.notes)]) + " |")
+            cells += [num(ratio, ".2f"), zeros, num(r.effective_density, ".3f"), "; ".join(r.notes)]
+            rows.append("| " + " | ".join(cells) + " |")
         text = "\n".join(rows) + f"\n\nRecommendation: {self.recommendation}\n"
         if self.gains is not None:
-            text += "\nPer-layer gains (EXPERIMENTAL heuristic, see san_core.diagnostics.gain_from_sparsity):\n"
+            text += "\nPer-layer gains (EXPERIMENTAL heuristic, san_core.gain_from_sparsity; SAN(layer_gains=...)):\n"
             text += json.dumps(self.gains, indent=1) + "\n"
         return text
 
     def to_dict(self) -> dict[str, Any]:
         return {"layers": [asdict(r) for r in self.layers], "recommendation": self.recommendation, "gains": self.gains}
-
-
-def load_object(spec: str, what: str) -> Any:
-    """``"package.module:attr"`` (``attr`` may be dotted) → the object; one clear error otherwise."""
-    if not isinstance(spec, str) or spec.count(":") != 1 or not all(spec.split(":")):
-        raise ValueError(f"{what}: expected 'package.module:name', got {spec!r}")
-    module_name, attr = spec.split(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"{what}: cannot import module {module_name!r} ({exc}); is it on PYTHONPATH?") from exc
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            public = sorted(n for n in dir(obj) if not n.startswith("_"))[:12]
-            raise ValueError(f"{what}: {module_name!r} has no attribute {attr!r}; it has e.g. {public}")
-        obj = getattr(obj, part)
-    return obj
-
-
-def build_critic(spec: str, kwargs: Optional[Mapping[str, Any]] = None) -> nn.Module:
-    """An ``nn.Module`` instance named by ``spec``, or a class/factory called with ``kwargs``."""
-    obj = load_object(spec, "--critic")
-    if isinstance(obj, nn.Module):
-        if kwargs:
-            raise ValueError(f"--critic: {spec!r} is already a module instance; --kwargs cannot apply")
-        return obj
-    if not callable(obj):
-        raise ValueError(f"--critic: expected an nn.Module, class or factory at {spec!r}, got {type(obj).__name__}")
-    critic = obj(**dict(kwargs or {}))
-    if not isinstance(critic, nn.Module):
-        raise ValueError(f"--critic: {spec!r}(**kwargs) returned {type(critic).__name__}, expected an nn.Module")
-    return critic
-
-
-def load_checkpoint(critic: nn.Module, path: str, key: Optional[str] = None) -> None:
-    """Load a state dict (or a dict holding one under ``key``/``state_dict``/``model``), ``module.`` stripped."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as exc:
-        raise ValueError(f"--checkpoint: no file {path!r}") from exc
-    state = ckpt
-    if isinstance(ckpt, dict):
-        for k in [key] if key else ["state_dict", "model", "netD", "discriminator"]:
-            if k in ckpt and isinstance(ckpt[k], dict):
-                state = ckpt[k]
-                break
-        else:
-            if key:
-                raise ValueError(f"--checkpoint: {path!r} has no key {key!r}; keys: {sorted(ckpt)[:12]}")
-    if not isinstance(state, dict):
-        raise ValueError(f"--checkpoint: expected a state dict in {path!r}, got {type(state).__name__}")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    try:
-        missing, unexpected = critic.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        raise ValueError(f"--checkpoint: {path!r} does not fit the critic: {exc}") from exc
-    if missing or unexpected:
-        raise ValueError(
-            f"--checkpoint: {path!r} does not fit the critic: missing {missing[:8]}, unexpected {unexpected[:8]}"
-        )
-
-
-def _move(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, Tensor):
-        return batch.to(device)
-    if isinstance(batch, (tuple, list)):
-        return [_move(v, device) if isinstance(v, Tensor) else v for v in batch]
-    if isinstance(batch, dict):
-        return {k: _move(v, device) if isinstance(v, Tensor) else v for k, v in batch.items()}
-    raise TypeError(f"batches: expected a Tensor, tuple/list or dict per batch, got {type(batch).__name__}")
 
 
 def inspect_critic(
@@ -169,6 +101,7 @@ def inspect_critic(
     layers = dict(resolve(critic, select_layers(critic, targets, exclude=exclude, types=types, what="inspect").matched))
     reports = {n: LayerReport(n, type(m).__name__, tuple(_weight(m).shape)) for n, m in layers.items()}
     sums: dict[str, float] = dict.fromkeys(layers, 0.0)
+    dens: dict[str, list[float]] = {n: [0.0, 0.0] for n in layers}  # sum of k_eff/n, samples with a non-zero channel
     current: dict[str, Any] = {}
 
     def make_hook(name: str):
@@ -181,6 +114,9 @@ def inspect_critic(
                 r.input_size = tuple(x.shape[-(_weight(module).dim() - 2) :])
             norms = torch.linalg.vector_norm(x.detach().double().flatten(2), dim=2) if x.dim() > 2 else x.abs()
             sums[name] += float((norms.double() <= threshold).double().mean(1).sum())
+            rho = effective_density(norms.double().flatten(1))
+            dens[name][0] += float(rho.nan_to_num(0.0).sum())
+            dens[name][1] += float((~rho.isnan()).sum())
             r.samples += x.shape[0]
             r.fed_by_input = r.fed_by_input or any(x is t for t in current.get("inputs", ()))
 
@@ -195,7 +131,7 @@ def inspect_critic(
             for i, batch in enumerate(batches):
                 if max_batches is not None and i >= max_batches:
                     break
-                batch = _move(batch, device)
+                batch = move_batch(batch, device)
                 values = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, list) else [batch]
                 current["inputs"] = [v for v in values if isinstance(v, Tensor)]
                 if isinstance(batch, dict):
@@ -209,6 +145,8 @@ def inspect_critic(
             m.training = flag
     for name, module in layers.items():
         _fill(reports[name], module, sums[name], float64)
+        if dens[name][1]:
+            reports[name].effective_density = dens[name][0] / dens[name][1]
     report = Report(list(reports.values()), _recommend(list(reports.values())))
     if gains:
         report.gains = _gains(report.layers)
@@ -274,40 +212,10 @@ def _recommend(layers: Sequence[LayerReport]) -> str:
 
 
 def _gains(layers: Sequence[LayerReport]) -> dict[str, float]:
-    usable = [r for r in _hidden_convs(layers) if r.zero_fraction is not None and r.zero_fraction < 1]
-    density = {r.name: 1.0 - float(r.zero_fraction or 0.0) for r in usable}
+    usable = [r for r in _hidden_convs(layers) if r.effective_density]
+    density = {r.name: float(r.effective_density or 1.0) for r in usable}
     caps = {r.name: r.exact_sigma / r.san_constant for r in usable if r.exact_sigma and r.san_constant}
     return gain_from_sparsity(density, caps)
-
-
-def apply_san_with_gains(
-    module: nn.Module,
-    gains: Mapping[str, float],
-    targets: Patterns = None,
-    *,
-    exclude: Patterns = None,
-    **san_kwargs: Any,
-) -> list[SAN]:
-    """:func:`apply_san` once per distinct gain in ``gains`` (``{layer: g}``, e.g. from ``--gains-out``).
-
-    The other selected layers get one more :func:`apply_san` with the default gain. Normalize with every
-    returned ``SAN`` (``.normalize_()`` / ``.attach(opt)`` each); on error everything is undone.
-    """
-    by_gain: dict[float, list[str]] = {}
-    for name, g in gains.items():
-        by_gain.setdefault(float(g), []).append(name)
-    others = [n for n in select_layers(module, targets, exclude=exclude).matched if n not in gains]
-    made: list[SAN] = []
-    try:
-        for g, names in by_gain.items():
-            made.append(apply_san(module, names, gain=g, **san_kwargs))
-        if others:
-            made.append(apply_san(module, others, **san_kwargs))
-    except BaseException:
-        for san in reversed(made):
-            san.remove()
-        raise
-    return made
 
 
 def _parse_args(argv: Optional[list[str]]) -> argparse.Namespace:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 import weakref
 from collections.abc import Mapping, Sequence
@@ -11,12 +10,12 @@ from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 
 from . import _dft
+from ._validate import check_config, check_layer, check_layer_gains, check_size
 from .padding import PaddingRecord, switched_by_us, to_circular_padding_
-from .spectral_norm import SpectralNormRecord, spectral_norm_style, strip_spectral_norm_
-from .spectrum import METHODS, STRIDE_MODES, conv_constant, linear_constant
+from .spectral_norm import SpectralNormRecord, strip_spectral_norm_
+from .spectrum import conv_constant, linear_constant
 from .targets import Patterns, resolve, select_layers
 
 _APPLIED: weakref.WeakKeyDictionary[nn.Module, SAN] = weakref.WeakKeyDictionary()
@@ -37,79 +36,6 @@ def unwrap_model(model: nn.Module) -> nn.Module:
         assert isinstance(inner, nn.Module)
         model = inner
     return model
-
-
-def _check_config(
-    interval: int,
-    filter_ratio: float,
-    gain: Optional[float],
-    stride_mode: str,
-    eps: float,
-    linear_method: str,
-    n_power_iter: int,
-    method: str,
-    max_memory: int,
-    seed: int,
-) -> None:
-    def bad(key: str, expected: str, got: Any) -> ValueError:
-        return ValueError(f"SAN: expected {key} {expected}, got {got!r}")
-
-    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-        raise bad("interval", "to be an int >= 1", interval)
-    if isinstance(filter_ratio, bool) or not isinstance(filter_ratio, (int, float)) or not 0 < filter_ratio <= 1:
-        raise bad("filter_ratio", "in (0, 1]", filter_ratio)
-    if gain is not None and (not isinstance(gain, (int, float)) or not math.isfinite(gain) or gain <= 0):
-        raise bad("gain", "to be None or a finite number > 0", gain)
-    if stride_mode not in STRIDE_MODES:
-        raise bad("stride_mode", f"in {STRIDE_MODES}", stride_mode)
-    if not isinstance(eps, (int, float)) or not eps > 0:
-        raise bad("eps", "> 0", eps)
-    if linear_method not in ("svd", "power"):
-        raise bad("linear_method", "'svd' or 'power'", linear_method)
-    if not isinstance(n_power_iter, int) or n_power_iter < 1:
-        raise bad("n_power_iter", "to be an int >= 1", n_power_iter)
-    if method not in METHODS:
-        raise bad("method", f"in {METHODS}", method)
-    if not isinstance(max_memory, int) or max_memory < 1024:
-        raise bad("max_memory", "to be an int number of bytes >= 1024", max_memory)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise bad("seed", "to be an int", seed)
-
-
-def _check_layer(name: str, layer: nn.Module) -> None:
-    style = spectral_norm_style(layer)
-    if style is not None:
-        raise ValueError(
-            f"SAN: layer {name!r} has {style}-style spectral norm; remove it first with "
-            "strip_spectral_norm_() or use apply_san(..., strip_spectral_norm=True)"
-        )
-    if parametrize.is_parametrized(layer, "weight"):
-        raise ValueError(f"SAN: layer {name!r} has a parametrized weight; SAN rescales a plain Parameter")
-    weight = layer._parameters.get("weight")
-    if not isinstance(weight, nn.Parameter):
-        raise ValueError(f"SAN: layer {name!r} has no 'weight' Parameter (got {type(weight).__name__})")
-    if isinstance(weight, nn.parameter.UninitializedParameter):
-        raise ValueError(f"SAN: layer {name!r} is lazy and not initialized; run one forward pass first")
-    if weight.device.type == "meta":
-        raise ValueError(f"SAN: layer {name!r} has a meta weight (no values); materialize the model first")
-    if not bool(torch.isfinite(weight).all()):
-        raise ValueError(f"SAN: layer {name!r} has NaN/Inf weights")
-
-
-def _check_size(name: str, conv: nn.modules.conv._ConvNd, size: Sequence[int]) -> tuple[int, ...]:
-    ndim = _weight(conv).dim() - 2
-    size = tuple(int(s) for s in size)
-    if len(size) != ndim or any(s < 1 for s in size):
-        raise ValueError(f"SAN: layer {name!r} expects an input size of {ndim} positive ints, got {size}")
-    if isinstance(conv.padding, str) or isinstance(conv, nn.modules.conv._ConvTransposeNd):
-        return size
-    for n, k, d, p in zip(size, conv.kernel_size, conv.dilation, conv.padding):
-        if d * (k - 1) + 1 > n + 2 * p or (conv.padding_mode == "circular" and p > n):
-            raise ValueError(
-                f"SAN: layer {name!r} cannot run on a {size} map: kernel {tuple(conv.kernel_size)} dilation "
-                f"{tuple(conv.dilation)} padding {tuple(conv.padding)} ({conv.padding_mode}) needs a larger map"
-            )
-    return size
 
 
 def _step_was_skipped(optimizer: torch.optim.Optimizer, kwargs: Optional[dict]) -> bool:
@@ -151,6 +77,9 @@ class SAN:
         targets, exclude: glob patterns on layer names (see :func:`select_layers`).
         interval: normalize every ``interval``-th call of :meth:`normalize_` (optimizer steps).
         filter_ratio, gain, stride_mode: as in :func:`conv_constant` (``r``, ``g``).
+        layer_gains: ``{layer name: g_l}``, a per-layer factor on the constant of the named layers
+            (beyond the paper, its future-work idea: e.g. from :func:`gain_from_sparsity`); others use 1.
+            Change it later with :meth:`set_layer_gains`; it is part of :meth:`state_dict`.
         seed: seeds the kernel-subset generator (same subsets on every DDP rank).
         eps: the constant is clamped to at least ``eps`` (zero weights).
         input_sizes: ``{layer name: spatial size}``; otherwise learned from ``example_input`` or
@@ -171,6 +100,7 @@ class SAN:
         interval: int = 1,
         filter_ratio: float = 1.0,
         gain: Optional[float] = None,
+        layer_gains: Optional[Mapping[str, float]] = None,
         stride_mode: str = "paper",
         seed: int = 0,
         eps: float = 1e-12,
@@ -182,7 +112,7 @@ class SAN:
         method: str = "auto",
         max_memory: int = _dft.DEFAULT_MAX_MEMORY,
     ) -> None:
-        _check_config(
+        check_config(
             interval, filter_ratio, gain, stride_mode, eps, linear_method, n_power_iter, method, max_memory, seed
         )
         self.module = unwrap_model(module)
@@ -205,13 +135,14 @@ class SAN:
             owner = _APPLIED.get(layer)
             if owner is not None:
                 raise RuntimeError(f"SAN: layer {name!r} is already normalized by {owner!r}; call .remove() first")
-            _check_layer(name, layer)
+            check_layer(name, layer)
+        self.config["layer_gains"] = check_layer_gains(layer_gains, self.layers)
         self.input_sizes: dict[str, tuple[int, ...]] = {}
         for name, size in (input_sizes or {}).items():
             conv = self.layers.get(name)
             if not isinstance(conv, nn.modules.conv._ConvNd):
                 raise ValueError(f"SAN: input_sizes names {name!r}, which is not a selected conv layer")
-            self.input_sizes[name] = _check_size(name, conv, size)
+            self.input_sizes[name] = check_size(name, conv, size)
         self.calls = 0
         self.last_constants: dict[str, Tensor] = {}
         self.generator = torch.Generator().manual_seed(seed)
@@ -239,7 +170,7 @@ class SAN:
             if isinstance(layer, nn.modules.conv._ConvNd) and args and isinstance(args[0], Tensor):
                 size = tuple(args[0].shape[-(_weight(layer).dim() - 2) :])
                 if self.input_sizes.get(name) != size:
-                    self.input_sizes[name] = _check_size(name, layer, size)
+                    self.input_sizes[name] = check_size(name, layer, size)
             if name in self._pending:
                 self._rescale(self.constants([name]))
                 self._pending.discard(name)
@@ -260,6 +191,11 @@ class SAN:
 
     # -------------------------------------------------------------------------------------- compute
     def _constant(self, name: str) -> Tensor:
+        g_l = self.config["layer_gains"].get(name)
+        constant = self._base_constant(name)
+        return constant if g_l is None else constant * g_l
+
+    def _base_constant(self, name: str) -> Tensor:
         layer = self.layers[name]
         weight = _weight(layer)
         cfg = self.config
@@ -308,6 +244,13 @@ class SAN:
                 self.power_vectors[n].copy_(u)
             raise
         return constants
+
+    def set_layer_gains(self, layer_gains: Optional[Mapping[str, float]]) -> dict[str, float]:
+        """Replace the per-layer factors ``g_l`` (``None``: all 1); returns the previous ones. No weight changes
+        until the next normalization (call ``normalize_(force=True)`` to apply them now)."""
+        gains = check_layer_gains(layer_gains, self.layers)
+        previous, self.config["layer_gains"] = self.config["layer_gains"], gains
+        return previous
 
     def _check_ready(self, names: Sequence[str]) -> None:
         for name in names:
@@ -409,7 +352,7 @@ class SAN:
         return {
             "version": _STATE_VERSION,
             "layers": list(self.layers),
-            "config": dict(self.config),
+            "config": {**self.config, "layer_gains": dict(self.config["layer_gains"])},
             "calls": self.calls,
             "generator": self.generator.get_state(),
             "power_vectors": {n: u.detach().cpu().clone() for n, u in self.power_vectors.items()},
@@ -425,8 +368,10 @@ class SAN:
             missing = sorted(set(self.layers) - set(state["layers"]))
             extra = sorted(set(state["layers"]) - set(self.layers))
             raise ValueError(f"SAN.load_state_dict: layers differ; missing from state {missing}, unexpected {extra}")
-        sizes = {n: _check_size(n, self.layers[n], s) for n, s in state["input_sizes"].items()}  # type: ignore[arg-type]
+        sizes = {n: check_size(n, self.layers[n], s) for n, s in state["input_sizes"].items()}  # type: ignore[arg-type]
+        gains = check_layer_gains(state["config"].get("layer_gains"), self.layers)
         self.config.update(state["config"])
+        self.config["layer_gains"] = gains
         self.calls = int(state["calls"])
         self.generator.set_state(state["generator"])
         self.power_vectors = {

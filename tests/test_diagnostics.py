@@ -12,15 +12,9 @@ import torch
 from torch import nn
 
 import san_core
-from san_core.diagnostics import (
-    channel_sparsity,
-    conv_frequency_matrices,
-    conv_singular_value,
-    gain_from_sparsity,
-    kernel_fourier_maxima,
-    sn_estimate,
-)
-from san_core.inspect import apply_san_with_gains, inspect_critic, main
+from san_core import channel_sparsity, effective_density, gain_from_sparsity
+from san_core.diagnostics import conv_frequency_matrices, conv_singular_value, kernel_fourier_maxima, sn_estimate
+from san_core.inspect import inspect_critic, main
 
 
 def operator(w: torch.Tensor, size, stride=1, dilation=1, groups=1) -> torch.Tensor:
@@ -160,6 +154,16 @@ def test_channel_sparsity():
     assert channel_sparsity(torch.tensor([[0.0, 2.0], [1.0, 1.0]])).zero_fraction.tolist() == [0.5, 0.0]
     with pytest.raises(ValueError, match="expected floating features"):
         channel_sparsity(torch.ones(5, dtype=torch.int64))
+    a = stats.norms
+    brute = [(sum(r) ** 2 / (len(r) * sum(v * v for v in r))) for r in a.tolist()]
+    assert stats.effective_density.tolist() == pytest.approx(brute, rel=1e-12)
+    assert brute[1] == pytest.approx(5 / 8)  # five equal non-zero channels of eight
+    x[2] = 0
+    assert channel_sparsity(x).effective_density[2].isnan() and stats.mean_effective_density == pytest.approx(
+        sum(brute) / 4
+    )
+    with pytest.raises(ValueError, match="expected non-negative channel norms"):
+        effective_density(torch.tensor([[1.0, -1.0]]))
 
 
 def test_gain_from_sparsity():
@@ -215,16 +219,62 @@ def test_inspect_critic_numbers_and_sparsity():
     assert "| conv2 | Conv2d | 8×8 |" in report.table()
 
 
-def test_apply_san_with_gains_divides_by_gain_times_constant():
-    critic = Sparse()
-    sans = apply_san_with_gains(critic, {"conv2": 2.0}, example_input=torch.randn(1, 3, 8, 8))
-    assert len(sans) == 2
-    for san in sans:
-        san.normalize_(force=True)
-    assert float(san_core.conv_constant(critic.conv2.weight, (8, 8))) == pytest.approx(0.5, rel=1e-5)
-    assert float(san_core.conv_constant(critic.conv1.weight, (8, 8))) == pytest.approx(1.0, rel=1e-5)
-    for san in sans:
-        san.remove()
+class TwoDensities(nn.Module):
+    """conv1 → ReLU (6 of 8 channels dead) → conv2 → ReLU (all alive) → conv3: two hidden convs, two densities."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1, padding_mode="circular")
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1, padding_mode="circular")
+        self.conv3 = nn.Conv2d(8, 1, 3, padding=1, padding_mode="circular")
+        with torch.no_grad():
+            self.conv1.weight[:6] = 0
+            self.conv1.bias[:6] = -1.0
+            self.conv2.bias[:] = 5.0
+
+    def forward(self, x):
+        self.h1 = torch.relu(self.conv1(x))
+        self.h2 = torch.relu(self.conv2(self.h1))
+        return self.conv3(self.h2)
+
+
+def test_inspect_gains_follow_effective_density_capped_by_exact_sigma():
+    critic = TwoDensities()
+    x = torch.randn(4, 3, 8, 8)
+    report = inspect_critic(critic, [x], gains=True)
+    rows = {r.name: r for r in report.layers}
+    rho = {
+        n: float(channel_sparsity(h).mean_effective_density) for n, h in (("conv2", critic.h1), ("conv3", critic.h2))
+    }
+    assert rho["conv2"] <= 2 / 8 + 1e-12 and rho["conv3"] > 0.5
+    for name, value in rho.items():
+        assert rows[name].effective_density == pytest.approx(value, rel=1e-9)
+    cap = rows["conv3"].exact_sigma / rows["conv3"].san_constant
+    assert report.gains == pytest.approx({"conv2": 1.0, "conv3": min(math.sqrt(rho["conv3"] / rho["conv2"]), cap)})
+    assert report.gains["conv3"] > 1
+    model = TwoDensities()
+    san_core.SAN(model, layer_gains=report.gains, example_input=x).normalize_()
+    assert float(san_core.conv_constant(model.conv3.weight, (8, 8))) == pytest.approx(
+        1 / report.gains["conv3"], rel=1e-5
+    )
+
+
+def test_effective_density_bounds_a_circular_conv_per_output_channel():
+    """``‖y_i‖ ≤ ‖W‖₀,∞ · √k_eff · ‖x‖`` on explicit float64 circulant matrices, for sparse and dense inputs."""
+    gen = torch.Generator().manual_seed(5)
+    w = torch.randn(3, 6, 3, 3, generator=gen, dtype=torch.float64)
+    size = (5, 4)
+    A = operator(w, size)  # (3·20, 6·20)
+    c = float(san_core.conv_constant(w, size))
+    for active in (1, 2, 6):
+        x = torch.zeros(6, *size, dtype=torch.float64)
+        x[:active] = torch.randn(active, *size, generator=gen, dtype=torch.float64)
+        y = (A @ x.flatten()).reshape(3, -1)
+        norms = x.flatten(1).norm(dim=1)[None]
+        k_eff = float(effective_density(norms)[0]) * 6
+        assert k_eff <= active + 1e-9
+        assert float(y.norm(dim=1).max()) <= c * math.sqrt(k_eff) * float(x.norm()) * (1 + 1e-12)
 
 
 def test_cli_errors_and_outputs(tmp_path, capsys, monkeypatch):

@@ -18,7 +18,7 @@ from torch import nn
 from benchmarks.gan import data as gdata
 from benchmarks.paper import _common as C
 from benchmarks.paper._gan import GanConfig, cached_critic, make_models
-from san_core.diagnostics import channel_sparsity
+from san_core import channel_sparsity
 from san_core.inspect import inspect_critic
 
 
