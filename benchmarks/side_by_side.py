@@ -226,9 +226,15 @@ def write_outputs(out: Path, meta: dict[str, Any], results: list[dict[str, Any]]
         plots.plot_scores(results, setup, out / f"scores_{setup}.png")
         plots.plot_constants(results, setup, out / f"constants_{setup}.png")
         figures.append(f"![{setup} scores](scores_{setup}.png) ![{setup} constants](constants_{setup}.png)")
-    md = "\n".join([*header, "", report.markdown(rows), report.notes(meta), "", *figures, ""])
+    gains = report.gains_section(results)
+    gains = f"### Per-layer sparsity gains\n\n{gains}" if gains else ""
+    md = "\n".join([*header, "", report.markdown(rows), gains, report.notes(meta), "", *figures, ""])
     (out / "side_by_side.md").write_text(md)
-    slim = [{k: v for k, v in r.items() if k != "history"} | {"evals": r["history"]["eval"]} for r in results]
+    slim = [
+        {k: v for k, v in r.items() if k != "history"}
+        | {"evals": r["history"]["eval"], "layer_gains": r["history"].get("layer_gains", [])}
+        for r in results
+    ]
     atomic_json({"meta": meta, "rows": rows, "runs": slim}, out / "side_by_side.json")
     print(md)
 

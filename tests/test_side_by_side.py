@@ -204,13 +204,36 @@ def test_treatment_parsing_and_application():
     )
 
 
+def test_sparsity_gains_treatment_sets_measured_gains_and_rescales():
+    t = parse_treatment("san-gains:2")
+    assert (t.key, t.kind, t.n_dis, t.sparsity_gains) == ("san-gains-2d", "san", 2, True)
+    torch.manual_seed(0)
+    critic = CNNCritic(ch=8)
+    applied = apply_treatment(parse_treatment("san-gains"), critic, (torch.zeros(2, 3, 32, 32),))
+    images = (torch.rand(16, 3, 32, 32) * 2 - 1,)
+    assert applied.san is not None
+    applied.san.normalize_(force=True)  # what the first forward would do; then the measurement changes nothing
+    expected = san_core.inspect_critic(critic, [images], gains=True).gains
+    measured = applied.refresh_gains(images)
+    assert measured is not None
+    assert measured["gains"] == pytest.approx(expected) and applied.san.config["layer_gains"] == measured["gains"]
+    assert any(g > 1 for g in measured["gains"].values())  # LeakyReLU features: ρ differs between layers
+    for name, value in applied.effective_constants().items():  # rescaled at once: ‖W‖₀,∞ = 1/g_l
+        assert value == pytest.approx(1 / measured["gains"].get(name, 1.0), rel=1e-4), name
+    assert applied.state_dict()["config"]["layer_gains"] == measured["gains"]
+    assert (
+        apply_treatment(parse_treatment("san"), CNNCritic(ch=8), (torch.zeros(2, 3, 32, 32),)).refresh_gains(images)
+        is None
+    )
+
+
 # ------------------------------------------------------------------------------------------ training
 def _spec(treatment: str, steps: int = 3) -> RunSpec:
     return RunSpec(get_setup("cnn", 16, 8), parse_treatment(treatment), seed=0, steps=steps, batch=4,
                    eval_every=2, n_eval=16, eval_batch=16, ckpt_every=100, log_every=1)  # fmt: skip
 
 
-@pytest.mark.parametrize("treatment", ["san", "sn:2", "gp"])
+@pytest.mark.parametrize("treatment", ["san", "sn:2", "gp", "san-gains"])
 def test_killed_run_resumes_bit_for_bit(tmp_path, treatment):
     data, net, dev = load_cifar10("fake:32"), make_feature_net("random"), torch.device("cpu")
     ref = metrics.reference_stats(net, data.x, data.name, 32, tmp_path / "cache", dev)
@@ -238,12 +261,16 @@ def test_side_by_side_cli_test_preset(tmp_path):
     assert side_by_side.main(args) == 0
     result = json.loads((out / "side_by_side.json").read_text())
     rows = result["rows"]
-    assert [(r["setup"], r["treatment"]) for r in rows][:7] == [
-        ("cnn", k) for k in ["none", "sn", "gp", "san", "san-every100", "san-r25", "sn-2d"]
+    assert [(r["setup"], r["treatment"]) for r in rows][:8] == [
+        ("cnn", k) for k in ["none", "sn", "gp", "san", "san-every100", "san-r25", "san-gains", "sn-2d"]
     ]
     assert {r["setup"] for r in rows} == {"cnn", "resnet", "biggan"} and all(r["finished"] for r in rows)
     assert all(np.isfinite(r["final_fid"][0]) and r["final_is"][0] >= 1 for r in rows)
     md = (out / "side_by_side.md").read_text()
+    assert "#### SNGAN standard CNN (G 32 ch, D 8 ch): SAN + sparsity gains (experimental), seed 0" in md
+    gains_run = next(r for r in result["runs"] if r["treatment"] == "san-gains")
+    assert [m["step"] for m in gains_run["layer_gains"]] == [0, 2]
+    assert set(gains_run["layer_gains"][-1]["gains"]) <= set(gains_run["layer_gains"][-1]["effective_density"])
     for header in re.findall(r"^\| treatment .*$", md, flags=re.M):
         assert "random-feature-FID (untrained resnet20, test only) final" in header
         assert not re.search(r"\| FID", header)

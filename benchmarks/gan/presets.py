@@ -51,12 +51,13 @@ _TEST = [
 ]
 _CPU_QUICK = [
     SetupBudget("cnn", [*DEFAULT, "sn:5"], steps=40, batch=16, eval_every=10, n_eval=400, log_every=1),
-    SetupBudget("resnet", ["sn", "san"], steps=6, batch=16, eval_every=3, n_eval=128, log_every=1),
+    SetupBudget("resnet", ["sn", "san", "san-gains"], steps=6, batch=16, eval_every=3, n_eval=128, log_every=1),
+    SetupBudget("biggan", ["sn", "san"], steps=6, batch=16, eval_every=3, n_eval=128, g_ch=64, d_ch=64, log_every=1),
 ]
 _GPU = [  # SN vs SAN first: runs go in this order, so a partial budget answers the main question first
     SetupBudget(
         key,
-        ["sn", "san", f"sn:{k}", "san-every100", "san-r25", "gp", "none"],
+        ["sn", "san", f"sn:{k}", "san-every100", "san-r25", "san-gains", "gp", "none"],
         steps=50_000,
         batch=64,
         eval_every=2_500,

@@ -76,6 +76,30 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def gains_section(results: list[dict[str, Any]]) -> str:
+    """Per run with sparsity gains: each hidden conv's effective input density ρ and gain g_l, first and last."""
+    out = []
+    for r in results:
+        measured = [m for m in r.get("history", {}).get("layer_gains", []) if "gains" in m]
+        if not measured:
+            continue
+        first, last = measured[0], measured[-1]
+        out += [
+            f"#### {r['setup_label']}: {r['treatment_label']}, seed {r['seed']} (ρ = k_eff/n, g_l)", "",
+            f"| layer | ρ at step {first['step']} | g_l at step {first['step']} | ρ at step {last['step']} "
+            f"| g_l at step {last['step']} |",
+            "|---|---|---|---|---|",
+        ]  # fmt: skip
+        for name in last["effective_density"]:
+            cells = [name]
+            for m in (first, last):
+                rho = m["effective_density"].get(name)
+                cells += ["—" if rho is None else f"{rho:.3f}", f"{m['gains'].get(name, 1.0):.3f}"]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def notes(meta: dict[str, Any]) -> str:
     fid = meta.get("fid_name", "the metric")
     return "\n".join(
@@ -96,6 +120,10 @@ def notes(meta: dict[str, Any]) -> str:
             "- SAN: `san_core.apply_san` on every conv/linear/embedding of the critic (circular padding), normalized "
             "before the first forward and after every (every 100th) critic optimizer step; r=0.25 uses Eq. 9's "
             "gain. SN: `torch.nn.utils.parametrizations.spectral_norm` on the same layers. GP: hinge + 10·GP.",
+            "- SAN + sparsity gains (experimental, beyond the paper): at every evaluation the critic's hidden convs "
+            "are measured on 256 fixed real training images (`san_core.inspect_critic`: effective input density "
+            "ρ = k_eff/n) and SAN divides each by g_l·‖W‖₀,∞, g_l = clip(√(ρ_l/ρ_min), 1, σ₁/‖W‖₀,∞) "
+            "(`SAN(layer_gains=...)`); the measurement counts as evaluation time, not step time.",
             f"- {meta['preset_note']}",
         ]
     )

@@ -116,7 +116,8 @@ class Run:
 
 
 def _new_history() -> dict[str, Any]:
-    return {"eval": [], "san_constants": [], "effective_constants": [], "loss": [], "d_ms": [], "g_ms": []}
+    return {"eval": [], "san_constants": [], "effective_constants": [], "layer_gains": [], "loss": [], "d_ms": [],
+            "g_ms": []}  # fmt: skip
 
 
 def train_run(
@@ -146,6 +147,7 @@ def train_run(
     stop = spec.steps if max_steps is None else min(spec.steps, step + max_steps)
     bar = _measure.Progress(stop - step)
     name = f"{spec.setup.key}/{spec.treatment.key}/seed{spec.seed}"
+    probe = _probe_batch(data, spec, device) if spec.treatment.sparsity_gains else None
 
     def evaluate(at: int) -> None:
         t0 = time.perf_counter()
@@ -154,6 +156,8 @@ def train_run(
             device=device, batch=spec.eval_batch, is_splits=spec.is_splits,
         )  # fmt: skip
         hist["eval"].append({"step": at, **scores})
+        if probe is not None:  # SAN + sparsity gains: re-measure g_l before reading the constants
+            hist.setdefault("layer_gains", []).append({"step": at, **(run.treat.refresh_gains(probe) or {})})
         hist["effective_constants"].append({"step": at, "values": run.treat.effective_constants()})
         elapsed["eval_s"] += time.perf_counter() - t0
 
@@ -190,6 +194,12 @@ def train_run(
     if step >= spec.steps:
         files.finish(result, {"G": run.G.state_dict(), "D": run.D.state_dict()} if keep_models else None)
     return result
+
+
+def _probe_batch(data: ImageSet, spec: RunSpec, device: torch.device, n: int = 256) -> tuple[torch.Tensor, ...]:
+    """The first ``n`` training images (fixed, outside the sampler's stream): where sparsity gains are measured."""
+    x, y = data.batch(torch.arange(min(n, len(data))), device)
+    return (x, y) if spec.setup.num_classes else (x,)
 
 
 def _timed(

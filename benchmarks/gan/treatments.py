@@ -1,4 +1,5 @@
-"""Critic treatments compared side by side: none, spectral norm, WGAN-GP, SAN (every step / every N / subset r).
+"""Critic treatments compared side by side: none, spectral norm, WGAN-GP, SAN (every step / every N / subset r /
+per-layer gains from measured sparsity).
 
 A treatment is written ``name`` or ``name:K`` (``K`` critic steps per generator step, default 1), e.g. ``sn:5``
 for the SN baseline's usual five. Everything else (data, seeds, models, losses, optimizer, step budget) is
@@ -7,6 +8,7 @@ shared; the treatment only changes the critic (and, for GP, adds ``λ·E[(‖∇
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -21,7 +23,8 @@ NORMALIZED_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
 
 @dataclass(frozen=True)
 class Treatment:
-    """``kind``: none/sn/gp/san/circular; ``n_dis`` critic steps per G step; SAN's ``interval``, ``filter_ratio`` r."""
+    """``kind``: none/sn/gp/san/circular; ``n_dis`` critic steps per G step; SAN's ``interval``, ``filter_ratio`` r;
+    ``sparsity_gains``: SAN's per-layer gains ``g_l`` re-measured from real images at every evaluation."""
 
     key: str
     label: str
@@ -30,6 +33,7 @@ class Treatment:
     interval: int = 1
     filter_ratio: float = 1.0
     gp_weight: float = 10.0
+    sparsity_gains: bool = False
 
 
 BASE = {
@@ -39,10 +43,12 @@ BASE = {
     "san": Treatment("san", "SAN", "san"),
     "san-every100": Treatment("san-every100", "SAN every 100", "san", interval=100),
     "san-r25": Treatment("san-r25", "SAN r=0.25 (Eq. 9 g)", "san", filter_ratio=0.25),
+    # Beyond the paper (its future-work idea): g_l = clip(√(ρ_l/ρ_min), 1, σ₁/‖W‖₀,∞), ρ = effective density.
+    "san-gains": Treatment("san-gains", "SAN + sparsity gains (experimental)", "san", sparsity_gains=True),
     # Not a normalization: SAN's circular padding alone, to tell its cost apart from the rescale's.
     "circular": Treatment("circular", "circular padding only", "circular"),
 }
-DEFAULT = ["none", "sn", "gp", "san", "san-every100", "san-r25"]
+DEFAULT = ["none", "sn", "gp", "san", "san-every100", "san-r25", "san-gains"]
 
 
 def parse_treatment(spec: str) -> Treatment:
@@ -58,7 +64,7 @@ def parse_treatment(spec: str) -> Treatment:
     n = int(k)
     if n == 1:
         return base
-    return Treatment(f"{base.key}-{n}d", f"{base.label}, {n} D steps", base.kind, n, base.interval, base.filter_ratio)
+    return dataclasses.replace(base, key=f"{base.key}-{n}d", label=f"{base.label}, {n} D steps", n_dis=n)
 
 
 @dataclass
@@ -103,6 +109,18 @@ class AppliedTreatment:
         finally:
             for m, flag in flags.items():
                 m.training = flag
+
+    def refresh_gains(self, batch: tuple[Tensor, ...]) -> Optional[dict[str, Any]]:
+        """``sparsity_gains`` only: measure each hidden conv's effective input density on ``batch`` (real images),
+        set ``g_l`` (``san_core.inspect_critic(..., gains=True)``) and rescale at once; returns what was measured."""
+        if self.san is None or not self.treatment.sparsity_gains:
+            return None
+        report = san_core.inspect_critic(self.critic, [batch], gains=True)
+        gains = report.gains or {}
+        self.san.set_layer_gains(gains)
+        self.san.normalize_(force=True)
+        density = {r.name: r.effective_density for r in report.layers if r.effective_density is not None}
+        return {"gains": gains, "effective_density": density}
 
     def state_dict(self) -> dict[str, Any]:
         return {} if self.san is None else self.san.state_dict()
