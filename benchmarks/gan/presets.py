@@ -2,9 +2,11 @@
 
 - ``test``: seconds; tiny widths, a few steps on whatever data is given (the tests use ``--data fake``).
 - ``cpu-quick``: a smoke test of the whole pipeline on 2 CPU cores in ≤ 15 min, one seed: the paper's CNN
-  (full width) with every treatment for 40 generator steps, plus a 6-step SN-vs-SAN run of the paper's ResNet.
-  Batch 16 instead of 64 to afford more steps; the numbers say how the first few dozen steps go, not where
-  training ends. About 770 s of CPU time on one thread (so ≤ 15 min even single-threaded).
+  (full width) with every treatment for 40 generator steps, a 6-step SN / SAN / SAN + sparsity gains run of the
+  paper's ResNet, and a 6-step SN-vs-SAN run of the BigGAN-style conditional setup at width 64 (¼ of BigGAN's
+  CIFAR width). Batch 16 instead of 64 to afford more steps; the numbers say how the first few dozen steps go,
+  not where training ends. Measured: 380 s wall with 2 threads on an idle 2-core machine, 741 s of CPU time
+  (so ≤ 15 min single-threaded too).
 - ``gpu``: the paper's setups at full width, batch 64, 3 seeds, 50k generator steps per run (the paper trains
   200 epochs ≈ 156k steps; pass ``--steps 156250`` for that), every treatment plus each baseline's usual
   number of critic steps (SN with 5 for the SNGAN setups, 4 for BigGAN).
@@ -81,8 +83,10 @@ PRESETS = {
         ref_samples=10_000,
         note=(
             "cpu-quick preset: a smoke test on 2 CPU cores. The paper's CNN and ResNet at full width but batch 16 "
-            "(not 64), 40 (CNN) and 6 (ResNet) generator steps, 400/128 samples per evaluation, reference statistics "
-            "from 10k training images. At this budget the scores measure the first few dozen steps only."
+            "(not 64), 40 (CNN) and 6 (ResNet) generator steps; the BigGAN-style conditional setup at width 64 (¼ of "
+            "BigGAN's CIFAR width), 6 steps; 400/128 samples per evaluation, reference statistics from 10k training "
+            "images. At this budget the scores measure the first few dozen steps only and the differences between "
+            "treatments are not a ranking (see the README for how much they move between invocations)."
         ),
     ),
     "gpu": Preset(

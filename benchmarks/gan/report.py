@@ -72,7 +72,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
                 steps, ",".join(map(str, r["seeds"])),
             ]  # fmt: skip
             out.append("| " + " | ".join(cells) + " |")
-        out.append("")
+        out += ["", "g_l = — : no gain (the critic's input layer, or a Linear layer: plain SAN).", ""]
     return "\n".join(out)
 
 
@@ -94,9 +94,10 @@ def gains_section(results: list[dict[str, Any]]) -> str:
             cells = [name]
             for m in (first, last):
                 rho = m["effective_density"].get(name)
-                cells += ["—" if rho is None else f"{rho:.3f}", f"{m['gains'].get(name, 1.0):.3f}"]
+                gain = m["gains"].get(name)
+                cells += ["—" if rho is None else f"{rho:.3f}", "—" if gain is None else f"{gain:.3f}"]
             out.append("| " + " | ".join(cells) + " |")
-        out.append("")
+        out += ["", "g_l = — : no gain (the critic's input layer, or a Linear layer: plain SAN).", ""]
     return "\n".join(out)
 
 
