@@ -4,8 +4,9 @@ The public surface below is what adapters may use.
 """
 
 from ._dft import DEFAULT_MAX_MEMORY, clear_dft_cache
+from .apply import apply_san
 from .diagnostics import conv_frequency_matrices, conv_singular_value, kernel_fourier_maxima, sn_estimate
-from .normalizer import SAN, apply_san, unwrap_model
+from .normalizer import SAN, unwrap_model
 from .padding import PaddingRecord, to_circular_padding_
 from .sparsity import ChannelSparsity, channel_sparsity, effective_density, gain_from_sparsity
 from .spectral_norm import (

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 import weakref
 from collections.abc import Mapping, Sequence
-from types import FrameType
 from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
 from . import _dft
+from ._attach import AttachHandle, attach_after_real_steps
 from ._validate import check_config, check_layer, check_layer_gains, check_size
-from .padding import PaddingRecord, switched_by_us, to_circular_padding_
-from .spectral_norm import SpectralNormRecord, strip_spectral_norm_
+from .padding import PaddingRecord
+from .spectral_norm import SpectralNormRecord
 from .spectrum import conv_constant, linear_constant
 from .targets import Patterns, resolve, select_layers
 
@@ -36,32 +35,6 @@ def unwrap_model(model: nn.Module) -> nn.Module:
         assert isinstance(inner, nn.Module)
         model = inner
     return model
-
-
-def _step_was_skipped(optimizer: torch.optim.Optimizer, kwargs: Optional[dict]) -> bool:
-    """Did a GradScaler mark this (already executed) step as skipped? Only optimizers that handle
-    scaling themselves (``_step_supports_amp_scaling``) are stepped on inf/NaN gradients at all."""
-    kwargs = kwargs or {}
-    found_inf = kwargs.get("found_inf", getattr(optimizer, "found_inf", None))
-    scaler = kwargs.get("grad_scaler")
-    if found_inf is None and scaler is not None:
-        per_device = scaler._per_optimizer_states[id(optimizer)]["found_inf_per_device"]
-        found_inf = sum(v.item() for v in per_device.values())
-    return found_inf is not None and bool(found_inf)
-
-
-class _AttachHandle:
-    """Returned by :meth:`SAN.attach`; ``remove()`` detaches SAN from the optimizer."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, *handles: Any) -> None:
-        self.optimizer = optimizer
-        self._handles = handles
-        self.active = True
-
-    def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self.active = False
 
 
 class SAN:
@@ -149,7 +122,7 @@ class SAN:
         self.power_vectors: dict[str, Tensor] = {}
         self._pending = set(self.layers) if normalize_at_first_forward else set()
         self._handles: list[Any] = []
-        self._attached: list[_AttachHandle] = []
+        self._attached: list[AttachHandle] = []
         self._records: list[Union[PaddingRecord, SpectralNormRecord]] = []
         for name, layer in self.layers.items():
             _APPLIED[layer] = self
@@ -295,7 +268,7 @@ class SAN:
         return constants
 
     # -------------------------------------------------------------------------------------- wiring
-    def attach(self, optimizer: torch.optim.Optimizer) -> _AttachHandle:
+    def attach(self, optimizer: torch.optim.Optimizer) -> AttachHandle:
         """Run :meth:`normalize_` once after every real ``optimizer.step()``; returns a removable handle.
 
         Accumulation iterations do not call ``step()``; a ``GradScaler`` that finds inf/NaN skips
@@ -305,30 +278,7 @@ class SAN:
         """
         if any(h.optimizer is optimizer and h.active for h in self._attached):
             raise RuntimeError("SAN.attach: this optimizer is already attached; remove its handle first")
-        # The frames of the hooked ``step`` wrappers in progress. A step only counts when its post-hook
-        # finds no enclosing step still running; wrappers of steps that raised are not on the stack any
-        # more and are dropped at the next step.
-        running: list[FrameType] = []
-
-        def before_step(opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
-            wrapper = sys._getframe(1)
-            on_stack = set()
-            frame: Optional[FrameType] = wrapper
-            while frame is not None:
-                on_stack.add(id(frame))
-                frame = frame.f_back
-            running[:] = [f for f in running if id(f) in on_stack]
-            running.append(wrapper)
-
-        def after_step(opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
-            wrapper = sys._getframe(1)
-            running[:] = [f for f in running if f is not wrapper]
-            if not running and not _step_was_skipped(opt, kwargs):
-                self.normalize_()
-
-        handle = _AttachHandle(
-            optimizer, optimizer.register_step_pre_hook(before_step), optimizer.register_step_post_hook(after_step)
-        )
+        handle = attach_after_real_steps(optimizer, self.normalize_)
         self._attached.append(handle)
         return handle
 
@@ -392,40 +342,3 @@ class SAN:
             }
             for n, layer in self.layers.items()
         ]
-
-
-def apply_san(
-    module: nn.Module,
-    targets: Patterns = None,
-    *,
-    exclude: Patterns = None,
-    circular_padding: bool = True,
-    strip_spectral_norm: bool = True,
-    **san_kwargs: Any,
-) -> SAN:
-    """One call: strip spectral norm, switch the selected convs to circular padding, build :class:`SAN`.
-
-    On any error the model is restored exactly and the error re-raised. ``san.remove()`` undoes all.
-    """
-    inner = unwrap_model(module)
-    matched = select_layers(inner, targets, exclude=exclude).matched  # fail early, before any change
-    for name, layer in resolve(inner, matched):
-        if layer in _APPLIED:
-            raise RuntimeError(
-                f"apply_san: layer {name!r} is already normalized by {_APPLIED[layer]!r}; call its .remove() first"
-            )
-    # Convs already switched by an earlier to_circular_padding_ keep that record; only the others are switched here.
-    convs = [n for n, m in resolve(inner, matched) if isinstance(m, nn.modules.conv._ConvNd) and not switched_by_us(m)]
-    records: list[Union[PaddingRecord, SpectralNormRecord]] = []
-    try:
-        if strip_spectral_norm:
-            records.append(strip_spectral_norm_(inner, matched))
-        if circular_padding and convs:
-            records.append(to_circular_padding_(inner, convs))
-        san = SAN(inner, matched, **san_kwargs)
-    except BaseException:
-        for record in reversed(records):
-            record.restore()
-        raise
-    san._records = records
-    return san

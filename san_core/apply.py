@@ -1,0 +1,49 @@
+"""``apply_san``: strip spectral norm, switch to circular padding and build :class:`SAN`, all undone by ``remove()``."""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+from torch import nn
+
+from .normalizer import _APPLIED, SAN, unwrap_model
+from .padding import PaddingRecord, switched_by_us, to_circular_padding_
+from .spectral_norm import SpectralNormRecord, strip_spectral_norm_
+from .targets import Patterns, resolve, select_layers
+
+
+def apply_san(
+    module: nn.Module,
+    targets: Patterns = None,
+    *,
+    exclude: Patterns = None,
+    circular_padding: bool = True,
+    strip_spectral_norm: bool = True,
+    **san_kwargs: Any,
+) -> SAN:
+    """One call: strip spectral norm, switch the selected convs to circular padding, build :class:`SAN`.
+
+    On any error the model is restored exactly and the error re-raised. ``san.remove()`` undoes all.
+    """
+    inner = unwrap_model(module)
+    matched = select_layers(inner, targets, exclude=exclude).matched  # fail early, before any change
+    for name, layer in resolve(inner, matched):
+        if layer in _APPLIED:
+            raise RuntimeError(
+                f"apply_san: layer {name!r} is already normalized by {_APPLIED[layer]!r}; call its .remove() first"
+            )
+    # Convs already switched by an earlier to_circular_padding_ keep that record; only the others are switched here.
+    convs = [n for n, m in resolve(inner, matched) if isinstance(m, nn.modules.conv._ConvNd) and not switched_by_us(m)]
+    records: list[Union[PaddingRecord, SpectralNormRecord]] = []
+    try:
+        if strip_spectral_norm:
+            records.append(strip_spectral_norm_(inner, matched))
+        if circular_padding and convs:
+            records.append(to_circular_padding_(inner, convs))
+        san = SAN(inner, matched, **san_kwargs)
+    except BaseException:
+        for record in reversed(records):
+            record.restore()
+        raise
+    san._records = records
+    return san
