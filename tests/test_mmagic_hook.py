@@ -46,6 +46,9 @@ if not MISSING:
         (dict(module="a..b"), "SANHook: expected module"),
         (dict(optim_wrapper=""), "SANHook: expected optim_wrapper"),
         (dict(log_interval=-1), "SANHook: expected log_interval"),
+        (dict(layer_gains=[("conv", 2.0)]), "SANHook: expected layer_gains to be a dict"),
+        (dict(layer_gains={"blocks.0.conv": 0.0}), r"SANHook: .*finite number > 0, got \{'blocks.0.conv': 0.0\}"),
+        (dict(layer_gains={"conv": "2"}), r"SANHook: .*finite number > 0, got \{'conv': '2'\}"),
     ],
 )
 def test_bad_values_fail_in_init_naming_the_key(kwargs: dict, message: str) -> None:
@@ -144,6 +147,21 @@ def test_before_run_strips_sn_sets_circular_and_builds_san(sn_style: str) -> Non
     if sn_style == "torch":
         assert hasattr(disc.decision, "weight_orig")
     hook.before_run(SimpleNamespace(model=model))  # a second before_run (train then test) is a no-op
+
+
+def test_layer_gains_reach_san_and_unknown_names_leave_the_model_untouched() -> None:
+    d = _biggan_d("ajbrock")
+    model = SimpleNamespace(model=nn.ModuleDict({"discriminator": d}))
+    hook = san_mmagic.SANHook(targets="conv_blocks.*", layer_gains={"conv_blocks.1.conv1.conv": 1.5})
+    hook.before_run(model)
+    assert hook.san is not None and hook.san.config["layer_gains"] == {"conv_blocks.1.conv1.conv": 1.5}
+    assert hook.san.state_dict()["config"]["layer_gains"] == {"conv_blocks.1.conv1.conv": 1.5}
+    d2 = _biggan_d("ajbrock")
+    before = [(n, type(m), getattr(m, "padding_mode", None)) for n, m in d2.named_modules()]
+    bad = san_mmagic.SANHook(targets="conv_blocks.*", layer_gains={"decision": 2.0})
+    with pytest.raises(ValueError, match=r"layer_gains names layers that are not selected: \['decision'\]"):
+        bad.before_run(SimpleNamespace(model=nn.ModuleDict({"discriminator": d2})))
+    assert [(n, type(m), getattr(m, "padding_mode", None)) for n, m in d2.named_modules()] == before
 
 
 def test_class_style_layers_need_strip_spectral_norm() -> None:

@@ -94,6 +94,8 @@ class SANHook(Hook):
         seed: seeds the kernel-subset generator (same subsets on every rank).
         optim_wrapper: key of the critic's optimizer in ``runner.optim_wrapper`` (default: ``module``).
         log_interval: iterations between ``san/<layer>`` scalars (None = the LoggerHook's interval; 0 = off).
+        layer_gains: ``{layer name in the critic: g_l}``, divides those layers by ``g_l`` times their constant
+            (experimental, beyond the paper: e.g. the JSON of ``san-inspect --gains-out``); saved with the SAN state.
     """
 
     priority = "ABOVE_NORMAL"  # before NORMAL hooks (EMAHook copies the model in before_run), far above CheckpointHook
@@ -113,6 +115,7 @@ class SANHook(Hook):
         optim_wrapper: Optional[str] = None,
         log_interval: Optional[int] = None,
         include: Patterns = None,
+        layer_gains: Optional[dict[str, float]] = None,
     ) -> None:
         if not isinstance(module, str) or not module or any(not p for p in module.split(".")):
             raise ValueError(f"SANHook: expected module to be a dotted submodule name, got {module!r}")
@@ -136,10 +139,18 @@ class SANHook(Hook):
         self.san_kwargs = dict(
             interval=interval, filter_ratio=filter_ratio, gain=gain, stride_mode=stride_mode, seed=seed
         )
-        try:  # san_core's own validation, on a throwaway layer: same rules, same messages
-            SAN(nn.Sequential(nn.Linear(1, 1)), **self.san_kwargs).remove()  # type: ignore[arg-type]
-        except (ValueError, TypeError) as err:
-            raise ValueError(str(err).replace("SAN:", "SANHook:", 1)) from None
+        if layer_gains is not None and not isinstance(layer_gains, dict):
+            raise ValueError(f"SANHook: expected layer_gains to be a dict {{layer: gain}}, got {layer_gains!r}")
+        # san_core's own validation, on a throwaway layer: same rules, same messages (layer_gains: the values
+        # here, each under the name "0"; the names are checked against the critic's layers in before_run)
+        checks = [(self.san_kwargs, "")] + [(dict(layer_gains={"0": g}), n) for n, g in (layer_gains or {}).items()]
+        for kwargs, name in checks:
+            try:
+                SAN(nn.Sequential(nn.Linear(1, 1)), **kwargs).remove()  # type: ignore[arg-type]
+            except (ValueError, TypeError) as err:
+                message = str(err).replace("SAN:", "SANHook:", 1).replace("{'0':", f"{{{name!r}:")
+                raise ValueError(message) from None
+        self.layer_gains = dict(layer_gains or {})
         self.san: Optional[SAN] = None
         self.class_sn: Optional[ClassSpectralNormRecord] = None
         self._critic: Optional[nn.Module] = None
@@ -170,6 +181,7 @@ class SANHook(Hook):
                 circular_padding=self.circular_padding,
                 strip_spectral_norm=self.strip_spectral_norm,
                 normalize_at_first_forward=True,
+                layer_gains=self.layer_gains,
                 **self.san_kwargs,  # type: ignore[arg-type]
             )
         except BaseException:
