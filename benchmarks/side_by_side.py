@@ -168,12 +168,19 @@ def main(argv: list[str] | None = None) -> int:
         "data": data.name, "train_images": len(data), "metric": net.key, "fid_name": net.fid_name,
         "is_name": net.is_name, "ref_n": int(ref["n"]), "ref_is": float(ref["is"]),
         "n_eval": sorted({s.n_eval for s in specs}), "classifier_check": check,
-        "metric_note": _metric_note(net, check, ref),
+        "metric_note": _metric_note(net, check, ref), "overrides": _overrides(args),
         "invocations": [inv for inv in [*_previous_invocations(out), invocation] if inv["trained"] + inv["stopped"]],
     }  # fmt: skip
     write_outputs(out, meta, results)
     print(f"side_by_side: {len(results)} runs, {wall:.0f} s wall; results in {out}", file=sys.stderr)
     return 0
+
+
+def _overrides(args: argparse.Namespace) -> str:
+    """The flags that replace the preset's budget (so the preset's note is read with them), e.g. ``--steps 200``."""
+    flags = [("setups", args.setups), ("treatments", args.treatments), ("seeds", args.seeds), ("steps", args.steps),
+             ("n-eval", args.n_eval)]  # fmt: skip
+    return " ".join(f"--{k} {v}" for k, v in flags if v is not None)
 
 
 def _metric_note(net: FeatureNet, check: dict | None, ref: dict) -> str:

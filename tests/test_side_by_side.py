@@ -268,6 +268,8 @@ def test_side_by_side_cli_test_preset(tmp_path):
     assert all(np.isfinite(r["final_fid"][0]) and r["final_is"][0] >= 1 for r in rows)
     md = (out / "side_by_side.md").read_text()
     assert "#### SNGAN standard CNN (G 32 ch, D 8 ch): SAN + sparsity gains (experimental), seed 0" in md
+    assert md.count("g_l = — : no gain") == 1  # once, under the one gains table
+    assert md.index("### Per-layer sparsity gains") < md.index("g_l = — : no gain")
     gains_run = next(r for r in result["runs"] if r["treatment"] == "san-gains")
     assert [m["step"] for m in gains_run["layer_gains"]] == [0, 2]
     assert set(gains_run["layer_gains"][-1]["gains"]) <= set(gains_run["layer_gains"][-1]["effective_density"])

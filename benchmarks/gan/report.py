@@ -72,7 +72,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
                 steps, ",".join(map(str, r["seeds"])),
             ]  # fmt: skip
             out.append("| " + " | ".join(cells) + " |")
-        out += ["", "g_l = — : no gain (the critic's input layer, or a Linear layer: plain SAN).", ""]
+        out.append("")
     return "\n".join(out)
 
 
@@ -125,6 +125,7 @@ def notes(meta: dict[str, Any]) -> str:
             "are measured on 256 fixed real training images (`san_core.inspect_critic`: effective input density "
             "ρ = k_eff/n) and SAN divides each by g_l·‖W‖₀,∞, g_l = clip(√(ρ_l/ρ_min), 1, σ₁/‖W‖₀,∞) "
             "(`SAN(layer_gains=...)`); the measurement counts as evaluation time, not step time.",
-            f"- {meta['preset_note']}",
+            f"- {meta['preset_note']}"
+            + (f" This table overrides the preset with `{meta['overrides']}`." if meta.get("overrides") else ""),
         ]
     )
