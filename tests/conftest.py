@@ -27,6 +27,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_gpu)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test starts with one intra-op thread and leaves the count as it found it (code under test, e.g. a
+    benchmark's ``--threads``, may change it)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def restore_matmul_precision():
     """Let a test change the global float32 matmul precision; put it back afterwards."""

@@ -33,14 +33,6 @@ CLASSIFIERS = SHARED / "cifar10_classifiers"
 EXACT = SHARED / "cifar10" / "cifar10_exact_subset.npz"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 # ------------------------------------------------------------------------------------------- metrics
 def test_frechet_distance_closed_form_and_both_sqrtm_paths():
     rng = np.random.default_rng(0)

@@ -20,15 +20,6 @@ FIRST_LAST = [f"discriminator_{d}.model{k}.0" for d in (0, 1) for k in (0, 4)]
 R1 = SanSpadeOptions(filter_ratio=1.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convs: one intra-op thread is much faster than several fighting over 2 shared cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def make(seed: int = 0) -> tuple[nn.Module, nn.Module]:
     torch.manual_seed(seed)
     return standin.Multiscale(in_channels=5, ndf=8), standin.Generator(label_nc=2)
