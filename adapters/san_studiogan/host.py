@@ -42,13 +42,18 @@ def import_studiogan(root: Optional[Union[str, os.PathLike]] = None) -> tuple[Mo
         sys.path.insert(0, str(src))
     modules = (importlib.import_module("config"), importlib.import_module("models.model"))
     for module in modules:
-        where = Path(module.__file__ or "").resolve()
-        if src not in where.parents:
-            raise ImportError(
-                f"san_studiogan: module {module.__name__!r} comes from {where}, expected it under {src}; "
-                "another package with that name was imported first"
-            )
+        _check_origin(module, src)
     return modules
+
+
+def _check_origin(module: ModuleType, root: Path) -> None:
+    """``ImportError`` unless ``module`` was imported from a file under ``root`` (not a same-named package)."""
+    where = Path(module.__file__ or "").resolve()
+    if root not in where.parents:
+        raise ImportError(
+            f"san_studiogan: module {module.__name__!r} comes from {where}, expected it under {root}; "
+            "another package with that name was imported first"
+        )
 
 
 def host_entry(module: ModuleType) -> str:
@@ -69,10 +74,5 @@ def sibling_module(config_module: ModuleType, name: str) -> Optional[ModuleType]
     if not (entry / (name.replace(".", "/") + ".py")).is_file():
         return None
     module = importlib.import_module(name)
-    where = Path(module.__file__ or "").resolve()
-    if entry not in where.parents:
-        raise ImportError(
-            f"san_studiogan: module {name!r} comes from {where}, expected it under {entry}; "
-            "another package with that name was imported first"
-        )
+    _check_origin(module, entry)
     return module
