@@ -157,7 +157,7 @@ def train_run(
         )  # fmt: skip
         hist["eval"].append({"step": at, **scores})
         if probe is not None:  # SAN + sparsity gains: re-measure g_l before reading the constants
-            hist.setdefault("layer_gains", []).append({"step": at, **(run.treat.refresh_gains(probe) or {})})
+            hist["layer_gains"].append({"step": at, **(run.treat.refresh_gains(probe) or {})})
         hist["effective_constants"].append({"step": at, "values": run.treat.effective_constants()})
         elapsed["eval_s"] += time.perf_counter() - t0
 
