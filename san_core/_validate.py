@@ -7,17 +7,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.nn.utils import parametrize
 
+from ._reparam import FORMS, raw_weight
 from .spectral_norm import spectral_norm_style
 from .spectrum import METHODS, STRIDE_MODES
-
-
-def _weight(layer: nn.Module) -> Tensor:
-    weight = layer._parameters["weight"]
-    assert weight is not None
-    return weight
 
 
 def check_config(
@@ -57,6 +52,11 @@ def check_config(
         raise bad("seed", "to be an int", seed)
 
 
+def check_form(form: str) -> None:
+    if form not in FORMS:
+        raise ValueError(f"SAN: expected form in {FORMS}, got {form!r}")
+
+
 def check_layer(name: str, layer: nn.Module) -> None:
     style = spectral_norm_style(layer)
     if style is not None:
@@ -78,7 +78,7 @@ def check_layer(name: str, layer: nn.Module) -> None:
 
 
 def check_size(name: str, conv: nn.modules.conv._ConvNd, size: Sequence[int]) -> tuple[int, ...]:
-    ndim = _weight(conv).dim() - 2
+    ndim = raw_weight(conv).dim() - 2
     size = tuple(int(s) for s in size)
     if len(size) != ndim or any(s < 1 for s in size):
         raise ValueError(f"SAN: layer {name!r} expects an input size of {ndim} positive ints, got {size}")

@@ -9,9 +9,9 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from . import _dft
+from . import _dft, _reparam
 from ._attach import AttachHandle, attach_after_real_steps
-from ._validate import check_config, check_layer, check_layer_gains, check_size
+from ._validate import check_config, check_form, check_layer, check_layer_gains, check_size
 from .padding import PaddingRecord
 from .spectral_norm import SpectralNormRecord
 from .spectrum import conv_constant, linear_constant
@@ -21,10 +21,7 @@ _APPLIED: weakref.WeakKeyDictionary[nn.Module, SAN] = weakref.WeakKeyDictionary(
 _STATE_VERSION = 1
 
 
-def _weight(layer: nn.Module) -> Tensor:
-    weight = layer._parameters["weight"]
-    assert weight is not None
-    return weight
+_weight = _reparam.raw_weight
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -62,6 +59,10 @@ class SAN:
         normalize_at_first_forward: each layer normalizes itself just before its first use.
         linear_method, n_power_iter: ``"svd"`` (exact) or ``"power"`` (persistent vector ``u``).
         method, max_memory: the conv constant's algorithm and its transient-memory bound (bytes).
+        form: ``"rescale"`` (default): ``W ← W / c`` in place. ``"reparametrize"`` (the authors' code):
+            the forward uses ``W / s`` with ``s`` a buffer set to ``c`` of the raw ``W`` at each
+            normalization (no gradient through ``s``; see :mod:`san_core._reparam`). Constants,
+            :meth:`describe` and ``last_constants`` are those of the raw weight in both forms.
     """
 
     def __init__(
@@ -84,10 +85,12 @@ class SAN:
         n_power_iter: int = 1,
         method: str = "auto",
         max_memory: int = _dft.DEFAULT_MAX_MEMORY,
+        form: str = "rescale",
     ) -> None:
         check_config(
             interval, filter_ratio, gain, stride_mode, eps, linear_method, n_power_iter, method, max_memory, seed
         )
+        check_form(form)
         self.module = unwrap_model(module)
         self.config: dict[str, Any] = dict(
             interval=interval,
@@ -100,6 +103,7 @@ class SAN:
             n_power_iter=n_power_iter,
             method=method,
             max_memory=max_memory,
+            form=form,
         )
         self.layers: dict[str, nn.Module] = dict(
             resolve(self.module, select_layers(self.module, targets, exclude=exclude).matched)
@@ -124,9 +128,12 @@ class SAN:
         self._handles: list[Any] = []
         self._attached: list[AttachHandle] = []
         self._records: list[Union[PaddingRecord, SpectralNormRecord]] = []
+        self.scales: dict[str, _reparam.InverseScale] = {}
         for name, layer in self.layers.items():
             _APPLIED[layer] = self
             self._handles.append(layer.register_forward_pre_hook(self._make_pre_hook(name)))
+            if form == "reparametrize":
+                self.scales[name] = _reparam.install(layer)
         if example_input is not None:
             try:
                 self._probe(example_input)
@@ -245,10 +252,15 @@ class SAN:
             raise ValueError(f"SAN: NaN/Inf constant for layers {bad} (overflow?); nothing was changed")
 
     def _rescale(self, constants: Mapping[str, Tensor]) -> None:
+        """``W ← W / c`` (form ``"rescale"``) or ``s ← c`` (``"reparametrize"``), ``c`` clamped to ``eps``."""
         with torch.no_grad():
             for name, constant in constants.items():
-                weight = _weight(self.layers[name])
-                weight.div_(constant.clamp_min(self.config["eps"]).to(weight.dtype))
+                scale = self.scales.get(name)
+                if scale is not None:
+                    scale.s.copy_(constant.clamp_min(self.config["eps"]))
+                else:
+                    weight = _weight(self.layers[name])
+                    weight.div_(constant.clamp_min(self.config["eps"]).to(weight.dtype))
 
     def normalize_(self, *, force: bool = False) -> dict[str, Tensor]:
         """Count a call; on every ``interval``-th (or when ``force``), divide each weight by its constant.
@@ -282,12 +294,20 @@ class SAN:
         self._attached.append(handle)
         return handle
 
-    def remove(self) -> list[str]:
-        """Detach all hooks, release the layers and undo what :func:`apply_san` changed; returns layer names."""
+    def remove(self, *, fold_scale: bool = False) -> list[str]:
+        """Detach all hooks, release the layers and undo what :func:`apply_san` changed; returns layer names.
+
+        In the ``"reparametrize"`` form the parametrization goes too and each layer gets back its class
+        and its ``weight`` Parameter object holding the raw weight ``W`` (default), or ``W / s`` written
+        into it with ``fold_scale=True`` (what the forward used). The ``"rescale"`` form ignores it.
+        """
         for handle in [*self._handles, *self._attached]:
             handle.remove()
         self._handles.clear()
         self._attached.clear()
+        for name, scale in self.scales.items():
+            _reparam.uninstall(self.layers[name], scale, fold_scale=fold_scale)
+        self.scales.clear()
         for layer in self.layers.values():
             if _APPLIED.get(layer) is self:
                 del _APPLIED[layer]
@@ -308,6 +328,7 @@ class SAN:
             "power_vectors": {n: u.detach().cpu().clone() for n, u in self.power_vectors.items()},
             "input_sizes": dict(self.input_sizes),
             "pending": sorted(self._pending),
+            "scales": {n: m.s.detach().cpu().clone() for n, m in self.scales.items()},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -320,6 +341,12 @@ class SAN:
             raise ValueError(f"SAN.load_state_dict: layers differ; missing from state {missing}, unexpected {extra}")
         sizes = {n: check_size(n, self.layers[n], s) for n, s in state["input_sizes"].items()}  # type: ignore[arg-type]
         gains = check_layer_gains(state["config"].get("layer_gains"), self.layers)
+        form = state["config"].get("form", "rescale")
+        if form != self.config["form"]:
+            raise ValueError(f"SAN.load_state_dict: the state is of form {form!r}, this SAN of {self.config['form']!r}")
+        scales = dict(state.get("scales", {}))
+        if set(scales) != set(self.scales):
+            raise ValueError(f"SAN.load_state_dict: expected scales for {sorted(self.scales)}, got {sorted(scales)}")
         self.config.update(state["config"])
         self.config["layer_gains"] = gains
         self.calls = int(state["calls"])
@@ -329,6 +356,9 @@ class SAN:
         }
         self.input_sizes.update(sizes)
         self._pending = set(state.get("pending", ()))
+        with torch.no_grad():
+            for n, value in scales.items():
+                self.scales[n].s.copy_(value)
 
     def describe(self) -> list[dict[str, Any]]:
         """Per layer: name, type, weight shape, input size, last constant (``None`` before any)."""
