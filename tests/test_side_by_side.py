@@ -265,12 +265,23 @@ def test_side_by_side_cli_test_preset(tmp_path):
     gains_run = next(r for r in result["runs"] if r["treatment"] == "san-gains")
     assert [m["step"] for m in gains_run["layer_gains"]] == [0, 2]
     assert set(gains_run["layer_gains"][-1]["gains"]) <= set(gains_run["layer_gains"][-1]["effective_density"])
-    for header in re.findall(r"^\| treatment .*$", md, flags=re.M):
+    for header in re.findall(r"^\| treatment \| D steps .*$", md, flags=re.M):
         assert "random-feature-FID (untrained resnet20, test only) final" in header
         assert not re.search(r"\| FID", header)
     for setup in ("cnn", "resnet", "biggan"):
         assert (out / f"scores_{setup}.png").stat().st_size > 10_000
-        assert (out / f"constants_{setup}.png").stat().st_size > 10_000
+        assert (out / f"san_constants_{setup}.png").stat().st_size > 10_000
+    assert (out / "weight_constants_cnn.png").is_file() and not (out / "weight_constants_resnet.png").exists()
+    # collapse diagnostics at every evaluation, in the JSON and the report
+    for run in result["runs"]:
+        for e in run["evals"]:
+            assert 0 < e["top_class"] <= 1 and e["pixel_std"] >= 0 and e["d_real"] >= 0 and e["d_fake"] >= 0
+            assert isinstance(e["collapsed"], bool)
+        assert run["evals"][-1]["d_loss"] is not None and run["evals"][0]["d_loss"] is None  # step 0: no loss yet
+    assert "Collapse diagnostics at the last evaluation" in md and md.index("## What this run shows") < md.index(
+        "## Results"
+    )
+    assert all(r["seeds"] == [0] for r in rows) and "| 2/2 | 1 |" in md  # the seeds column is a count
     assert side_by_side.main(args) == 0  # everything finished: all runs skipped, same table
     assert json.loads((out / "side_by_side.json").read_text())["rows"] == rows
 

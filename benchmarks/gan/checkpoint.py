@@ -42,6 +42,7 @@ class RunFiles:
             run_dir / "result.json",
             run_dir / "final_models.pt",
         )
+        self.sidecar = run_dir / "run.json"
 
     def finished(self) -> Optional[dict[str, Any]]:
         """The stored result when this exact config finished here, else ``None``."""
@@ -51,9 +52,30 @@ class RunFiles:
         if result.get("config_hash") != self.hash:
             raise RuntimeError(
                 f"{self.dir} holds a finished run of another config ({result.get('config_hash')} ≠ {self.hash}); "
-                "use another --out or delete that directory"
+                "rerun with --fresh (discards such runs) or use another --out"
             )
         return result
+
+    def stored_hash(self) -> Optional[str]:
+        """The config hash of what this directory holds (finished result, or the checkpoint's sidecar
+        ``run.json``; the checkpoint itself for directories written before the sidecar); ``None`` when empty."""
+        for f in (self.result, self.sidecar):
+            if f.is_file():
+                try:
+                    return str(json.loads(f.read_text()).get("config_hash"))
+                except ValueError:
+                    return "unreadable"
+        if self.checkpoint.is_file():
+            try:
+                return str(torch.load(self.checkpoint, map_location="cpu", weights_only=False).get("config_hash"))
+            except Exception:  # any unreadable checkpoint is stale
+                return "unreadable"
+        return None
+
+    def is_stale(self) -> bool:
+        """True when this directory holds a run (finished or not) of another config."""
+        stored = self.stored_hash()
+        return stored is not None and stored != self.hash
 
     def load_checkpoint(self, map_location: torch.device) -> Optional[dict[str, Any]]:
         if not self.checkpoint.is_file():
@@ -62,13 +84,14 @@ class RunFiles:
         if state.get("config_hash") != self.hash:
             raise RuntimeError(
                 f"{self.checkpoint} belongs to another config ({state.get('config_hash')} ≠ {self.hash}); "
-                "use another --out or delete that directory"
+                "rerun with --fresh (discards such runs) or use another --out"
             )
         return state
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         atomic_save({**state, "config_hash": self.hash, "config": self.config}, self.checkpoint)
+        atomic_json({"config_hash": self.hash, "config": self.config}, self.sidecar)
 
     def finish(self, result: dict[str, Any], models: Optional[dict[str, Any]]) -> None:
         """Store the result (and the final weights, when given), then drop the (large) resumable checkpoint."""
@@ -77,3 +100,4 @@ class RunFiles:
             atomic_save(models, self.models)
         atomic_json({**result, "config_hash": self.hash, "config": self.config}, self.result)
         self.checkpoint.unlink(missing_ok=True)
+        self.sidecar.unlink(missing_ok=True)

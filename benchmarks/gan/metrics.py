@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .collapse import PixelMoments, top_class_fraction
+
 FeatureFn = Callable[[Tensor], "tuple[Tensor, Tensor]"]
 
 
@@ -136,7 +138,8 @@ def evaluate_generator(
     seed: int = 12345,
     is_splits: int = 1,
 ) -> dict[str, float]:
-    """``n`` samples from fixed noise (``seed``; class labels ``i mod K``), G in eval mode; FID-style and IS."""
+    """``n`` samples from fixed noise (``seed``; class labels ``i mod K``), G in eval mode: FID-style, IS, and the
+    collapse diagnostics ``pixel_std`` and ``top_class`` (see :mod:`.collapse`)."""
     gen = torch.Generator().manual_seed(seed)
     was_training = generator.training
     generator.eval()
@@ -146,10 +149,18 @@ def evaluate_generator(
         y = (torch.arange(start, start + count) % num_classes).to(device) if num_classes else None
         return (generator(z, y).float().clamp(-1, 1) + 1) / 2
 
+    moments = PixelMoments()
+
+    def observed(start: int, count: int) -> Tensor:
+        x = images(start, count)
+        moments.add(x)
+        return x
+
     try:
-        feats, logits = features_of(net, images, n, batch)
+        feats, logits = features_of(net, observed, n, batch)
     finally:
         generator.train(was_training)
     mu, sigma = stats(feats)
     is_mean, is_std = inception_score(logits, splits=is_splits)
-    return {"fid": frechet_distance(mu, sigma, ref["mu"], ref["sigma"]), "is": is_mean, "is_std": is_std}
+    return {"fid": frechet_distance(mu, sigma, ref["mu"], ref["sigma"]), "is": is_mean, "is_std": is_std,
+            "pixel_std": moments.std(), "top_class": top_class_fraction(logits)}  # fmt: skip

@@ -7,14 +7,16 @@ from collections import defaultdict
 from typing import Any, Optional
 
 from .._report import fmt_mib, fmt_ms
+from .collapse import RULE
 
 
-def _mean_std(values: list[float]) -> str:
+def _mean_std(values: list[float], digits: int = 2) -> str:
     if not values:
         return "—"
     if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
+        return f"{values[0]:.{digits}g}" if digits > 2 else f"{values[0]:.2f}"
+    mean, std = statistics.fmean(values), statistics.stdev(values)
+    return f"{mean:.{digits}g} ± {std:.2g}" if digits > 2 else f"{mean:.2f} ± {std:.2f}"
 
 
 def _median(values: list[Optional[float]]) -> Optional[float]:
@@ -44,9 +46,14 @@ def aggregate(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "d_step_ms": _median([r["d_step_ms"] for r in rs]), "g_step_ms": _median([r["g_step_ms"] for r in rs]),
                 "d_step_peak_mib": max(mem_d) if mem_d else None, "g_step_peak_mib": max(mem_g) if mem_g else None,
                 "train_s": sum(r["elapsed"]["train_s"] for r in rs), "cpu_s": sum(r["elapsed"]["cpu_s"] for r in rs),
+                **{f"final_{k}": [r["final"].get(k) for r in scored if r["final"].get(k) is not None]
+                   for k in DIAGNOSTICS},
             }
         )  # fmt: skip
     return rows
+
+
+DIAGNOSTICS = ("pixel_std", "top_class", "d_real", "d_fake", "d_loss", "g_loss")
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -57,7 +64,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         fid, is_ = rs[0]["fid_name"], rs[0]["is_name"]
         out += [f"### {rs[0]['setup_label']}", ""]
         head = ["treatment", "D steps / G step", f"{fid} final ↓", f"{fid} best ↓ (step)", f"{is_} final ↑",
-                "ms / D step", "ms / G step", "peak MiB D step", "peak MiB G step", "G steps", "seeds"]  # fmt: skip
+                "ms / D step", "ms / G step", "peak MiB D step", "peak MiB G step", "G steps", "seeds",
+                "collapsed"]  # fmt: skip
         out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in rs:
             steps = f"{r['steps_done']}/{r['steps']}" + ("" if r["finished"] else " (unfinished)")
@@ -69,11 +77,32 @@ def markdown(rows: list[dict[str, Any]]) -> str:
                 fmt_ms(r["g_step_ms"]) if r["g_step_ms"] is not None else "—",
                 fmt_mib(r["d_step_peak_mib"]) if r["d_step_peak_mib"] is not None else "—",
                 fmt_mib(r["g_step_peak_mib"]) if r["g_step_peak_mib"] is not None else "—",
-                steps, ",".join(map(str, r["seeds"])),
+                steps, str(len(r["seeds"])), _collapsed(r),
             ]  # fmt: skip
             out.append("| " + " | ".join(cells) + " |")
-        out.append("")
+        out += ["", *diagnostics_table(rs), ""]
     return "\n".join(out)
+
+
+def _collapsed(row: dict[str, Any]) -> str:
+    if not row.get("collapse_measured"):
+        return "—"
+    n = row.get("collapsed_final", 0)
+    return f"**yes** ({n}/{len(row['seeds'])})" if n else "no"
+
+
+def diagnostics_table(rs: list[dict[str, Any]]) -> list[str]:
+    """Collapse diagnostics at the last evaluation (mean ± std over seeds)."""
+    if not any(r.get("final_top_class") for r in rs):
+        return []
+    head = ["treatment", "per-pixel std across samples", "top-class fraction", "mean abs D(real)",
+            "mean abs D(fake)", "D loss", "G loss", "collapsed"]  # fmt: skip
+    out = ["Collapse diagnostics at the last evaluation (see the notes for the rule):", "",
+           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
+    for r in rs:
+        cells = [r["treatment_label"], *(_mean_std(r.get(f"final_{k}", []), 3) for k in DIAGNOSTICS), _collapsed(r)]
+        out.append("| " + " | ".join(cells) + " |")
+    return out
 
 
 def gains_section(results: list[dict[str, Any]]) -> str:
@@ -109,8 +138,14 @@ def notes(meta: dict[str, Any]) -> str:
             f"- Scores: {fid} = Fréchet distance (float64) between the feature statistics of {meta['n_eval']} "
             f"generator samples (fixed noise, G in eval mode) and of {meta['ref_n']} real training images; "
             f"IS from the same network's softmax. {meta['metric_note']}",
-            "- ± = standard deviation over seeds (none shown for one seed). Final = last evaluation; best = lowest "
-            "over the evaluations (step in parentheses).",
+            "- ± = standard deviation over seeds (none shown for one seed); `seeds` = how many seeds. Final = last "
+            "evaluation; best = lowest over the evaluations (step in parentheses).",
+            "- Collapse diagnostics (per evaluation, plotted under the score curves): per-pixel std across the "
+            "samples (images in [0, 1]; the real training images' is "
+            + (f"{meta['real_pixel_std']:.3f}" if meta.get("real_pixel_std") is not None else "not measured")
+            + "), the fraction of samples in the classifier's most frequent class, the critic's mean |D(x)| on 256 "
+            "fixed real images and 256 samples (eval mode), the mean logged D/G hinge losses since the previous "
+            f"evaluation. Rule: {RULE}; `collapsed` counts the seeds collapsed at the last evaluation.",
             "- Times: median wall time of one critic update (fresh batch, G forward without grad, hinge loss (+GP), "
             "backward, Adam step, SAN rescale when due) and of one generator update; the first and the "
             "memory-profiled iterations excluded. Runs are timed one after another, so a change in machine load "

@@ -19,6 +19,7 @@ import torch
 
 from .. import _measure
 from .checkpoint import RunFiles
+from .collapse import mean_losses
 from .data import ImageSet, Sampler
 from .losses import d_hinge, g_hinge, gradient_penalty
 from .metrics import FeatureNet, evaluate_generator
@@ -147,7 +148,7 @@ def train_run(
     stop = spec.steps if max_steps is None else min(spec.steps, step + max_steps)
     bar = _measure.Progress(stop - step)
     name = f"{spec.setup.key}/{spec.treatment.key}/seed{spec.seed}"
-    probe = _probe_batch(data, spec, device) if spec.treatment.sparsity_gains else None
+    probe = _probe_batch(data, spec, device)
 
     def evaluate(at: int) -> None:
         t0 = time.perf_counter()
@@ -155,8 +156,10 @@ def train_run(
             net, run.G, ref, spec.n_eval, z_dim=spec.setup.z_dim, num_classes=spec.setup.num_classes,
             device=device, batch=spec.eval_batch, is_splits=spec.is_splits,
         )  # fmt: skip
+        after = hist["eval"][-1]["step"] if hist["eval"] else -1
+        scores.update(critic_scale(run, probe), **mean_losses(hist["loss"], after, at))
         hist["eval"].append({"step": at, **scores})
-        if probe is not None:  # SAN + sparsity gains: re-measure g_l before reading the constants
+        if spec.treatment.sparsity_gains:  # SAN + sparsity gains: re-measure g_l before reading the constants
             hist["layer_gains"].append({"step": at, **(run.treat.refresh_gains(probe) or {})})
         hist["effective_constants"].append({"step": at, "values": run.treat.effective_constants()})
         elapsed["eval_s"] += time.perf_counter() - t0
@@ -190,16 +193,38 @@ def train_run(
         last = hist["eval"][-1]
         bar.step(f"{name} step {step}/{spec.steps} {net.fid_name} {last['fid']:.2f} @{last['step']}")
     bar.close()
-    result = summarize(spec, net, hist, mem, elapsed, step)
+    result = {**summarize(spec, net, hist, mem, elapsed, step), "config_hash": files.hash}
     if step >= spec.steps:
         files.finish(result, {"G": run.G.state_dict(), "D": run.D.state_dict()} if keep_models else None)
     return result
 
 
 def _probe_batch(data: ImageSet, spec: RunSpec, device: torch.device, n: int = 256) -> tuple[torch.Tensor, ...]:
-    """The first ``n`` training images (fixed, outside the sampler's stream): where sparsity gains are measured."""
+    """The first ``n`` training images (fixed, outside the sampler's stream): where sparsity gains and the
+    critic's scale on real images are measured."""
     x, y = data.batch(torch.arange(min(n, len(data))), device)
     return (x, y) if spec.setup.num_classes else (x,)
+
+
+@torch.no_grad()
+def critic_scale(run: Run, probe: tuple[torch.Tensor, ...], seed: int = 54321) -> dict[str, float]:
+    """Mean ``|D(x)|`` on the real probe images and on as many samples from fixed noise (G and D in eval mode, so
+    spectral norm's power iteration does not advance and no random stream of the run is touched)."""
+    n, s = probe[0].shape[0], run.spec.setup
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, s.z_dim, generator=gen).to(run.device)
+    y = (torch.arange(n) % s.num_classes).to(run.device) if s.num_classes else None
+    flags = {m: m.training for m in [*run.G.modules(), *run.D.modules()]}
+    run.G.eval()
+    run.D.eval()
+    try:
+        fake = run.G(z, y)
+        d_real = run.D(probe[0], probe[1] if s.num_classes else None)
+        d_fake = run.D(fake, y)
+    finally:
+        for m, flag in flags.items():
+            m.training = flag
+    return {"d_real": float(d_real.abs().mean()), "d_fake": float(d_fake.abs().mean())}
 
 
 def _timed(
