@@ -174,6 +174,7 @@ def test_treatment_parsing_and_application():
     t = parse_treatment("sn:5")
     assert (t.key, t.kind, t.n_dis) == ("sn-5d", "sn", 5)
     assert parse_treatment("san-every100").interval == 100 and parse_treatment("san-r25").filter_ratio == 0.25
+    assert parse_treatment("san-reparam").form == "reparametrize" and parse_treatment("san").form == "rescale"
     with pytest.raises(ValueError, match="expected one of"):
         parse_treatment("bn")
     with pytest.raises(ValueError, match="positive int"):
@@ -194,6 +195,14 @@ def test_treatment_parsing_and_application():
     assert constants["convs.6"] == pytest.approx(
         float(san_core.conv_constant(critic.convs[6].weight, (4, 4), stride=1)), rel=1e-6
     )
+    # The authors' form: the raw weights stay, the forward divides by s; the effective weights are normalized.
+    torch.manual_seed(0)
+    critic = CNNCritic(ch=8)
+    raw = {k: v.detach().clone() for k, v in critic.named_parameters()}
+    rep = apply_treatment(parse_treatment("san-reparam"), critic, x)
+    after = {k.replace("parametrizations.weight.original", "weight"): v for k, v in critic.named_parameters()}
+    assert after.keys() == raw.keys() and all(torch.equal(raw[k], after[k].detach()) for k in raw)
+    assert all(v == pytest.approx(1.0, rel=1e-4) for v in rep.effective_constants().values())
 
 
 def test_sparsity_gains_treatment_sets_measured_gains_and_rescales():

@@ -152,7 +152,8 @@ def plot_constants(results: list[dict[str, Any]], setup: str, out: Path) -> list
         h = rs[0]["history"]
         if h["san_constants"]:
             series = [{**p, "d_step": p.get("d_calls", p["step"])} for p in h["san_constants"]]
-            san.append((rs[0]["treatment_label"], series, "d_step"))
+            reparam = rs[0]["treatment"].startswith("san-reparam")  # its constant is s of the raw weight, not ≈ 1
+            san.append((rs[0]["treatment_label"] + ("\n(s = ‖W_raw‖₀,∞)" if reparam else ""), series, "d_step"))
         elif h["effective_constants"]:
             other.append((rs[0]["treatment_label"], h["effective_constants"], "step"))
     label = next(iter(groups.values()))[0]["setup_label"]

@@ -59,7 +59,7 @@ _CPU_QUICK = [
 _GPU = [  # SN vs SAN first: runs go in this order, so a partial budget answers the main question first
     SetupBudget(
         key,
-        ["sn", "san", f"sn:{k}", "san-every100", "san-r25", "san-gains", "gp", "none"],
+        ["sn", "san", f"sn:{k}", "san-reparam", "san-every100", "san-r25", "san-gains", "gp", "none"],
         steps=50_000,
         batch=64,
         eval_every=2_500,

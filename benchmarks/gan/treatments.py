@@ -9,6 +9,7 @@ shared; the treatment only changes the critic (and, for GP, adds ``λ·E[(‖∇
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -24,7 +25,8 @@ NORMALIZED_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
 @dataclass(frozen=True)
 class Treatment:
     """``kind``: none/sn/gp/san/circular; ``n_dis`` critic steps per G step; SAN's ``interval``, ``filter_ratio`` r;
-    ``sparsity_gains``: SAN's per-layer gains ``g_l`` re-measured from real images at every evaluation."""
+    ``sparsity_gains``: SAN's per-layer gains ``g_l`` re-measured from real images at every evaluation; ``form``:
+    SAN's ``"rescale"`` (W ← W/c in place) or the authors' ``"reparametrize"`` (forward uses W/s)."""
 
     key: str
     label: str
@@ -34,6 +36,7 @@ class Treatment:
     filter_ratio: float = 1.0
     gp_weight: float = 10.0
     sparsity_gains: bool = False
+    form: str = "rescale"
 
 
 BASE = {
@@ -43,6 +46,8 @@ BASE = {
     "san": Treatment("san", "SAN", "san"),
     "san-every100": Treatment("san-every100", "SAN every 100", "san", interval=100),
     "san-r25": Treatment("san-r25", "SAN r=0.25 (Eq. 9 g)", "san", filter_ratio=0.25),
+    # The authors' released form (kligvasser/SANGAN sparse.py): forward with W / s, s recomputed after each step.
+    "san-reparam": Treatment("san-reparam", "SAN reparametrized (W/s)", "san", form="reparametrize"),
     # Beyond the paper (its future-work idea): g_l = clip(√(ρ_l/ρ_min), 1, σ₁/‖W‖₀,∞), ρ = effective density.
     "san-gains": Treatment("san-gains", "SAN + sparsity gains (experimental)", "san", sparsity_gains=True),
     # Not a normalization: SAN's circular padding alone, to tell its cost apart from the rescale's.
@@ -167,9 +172,15 @@ def apply_treatment(treatment: Treatment, critic: nn.Module, example: tuple, see
             if isinstance(layer, NORMALIZED_TYPES):
                 parametrizations.spectral_norm(layer)
     elif treatment.kind == "san":
+        extra = {}
+        if treatment.form != "rescale":
+            if not supports_form():
+                raise ValueError(f"treatment {treatment.key!r}: this san_core's SAN has no form= option (needs "
+                                 "form='reparametrize')")  # fmt: skip
+            extra["form"] = treatment.form
         applied.san = san_core.apply_san(
             critic, interval=treatment.interval, filter_ratio=treatment.filter_ratio, seed=seed,
-            example_input=example, normalize_at_first_forward=True,
+            example_input=example, normalize_at_first_forward=True, **extra,
         )  # fmt: skip
     elif treatment.kind == "circular":
         san_core.to_circular_padding_(critic)
@@ -177,6 +188,11 @@ def apply_treatment(treatment: Treatment, critic: nn.Module, example: tuple, see
         raise ValueError(f"treatment kind: expected none/sn/gp/san/circular, got {treatment.kind!r}")
     applied.input_sizes = _input_sizes(critic, example)
     return applied
+
+
+def supports_form() -> bool:
+    """Whether ``san_core.SAN`` takes ``form=`` (the reparametrized form)."""
+    return "form" in inspect.signature(san_core.SAN).parameters
 
 
 def critic_example(batch: int, size: int, num_classes: int, device: torch.device) -> tuple[Tensor, ...]:
