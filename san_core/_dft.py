@@ -13,8 +13,8 @@ With one group, ``sqrt(P)`` is ``max_ω |X(ω)|`` (Lemma 1).  The DFT is evaluat
 product ``K(kernels, taps) @ E(taps, 2·F)`` (``[cos | sin]`` of the phases) over the half spectrum
 (``|X(-ω)| = |X(ω)|`` for real kernels; a sum over groups keeps that symmetry), chunked over kernels
 and frequencies so that transient memory stays under ``max_memory`` bytes.  With ``prune=True``,
-kernels whose bound ``Σ_groups ‖w_group‖₁²`` cannot beat the running maximum are skipped: the result
-is unchanged, only cheaper.
+kernels whose upper bound (L1, or a coarse-grid sampling bound: :mod:`san_core._pruning`) cannot beat
+the running maximum are skipped: the result is unchanged, only cheaper.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def phase_matrix(
     The phase is reduced modulo the grid in integers before any rounding, so it is exact for any
     kernel extent, and evaluated in float64 before the cast to ``dtype``.
     """
-    key = (offsets.numpy().tobytes(), tuple(offsets.shape), tuple(grid), start, stop, dtype, device)
+    key = (tuple(offsets.flatten().tolist()), tuple(offsets.shape), tuple(grid), start, stop, dtype, device)
     hit = _cache.get(key)
     if hit is not None:
         _cache.move_to_end(key)
@@ -168,17 +168,6 @@ def _block_power(kernels: Tensor, groups: Sequence[TapGroup], grid: Sequence[int
     return best
 
 
-def group_bounds(kernels: Tensor, groups: Sequence[TapGroup]) -> tuple[Tensor, Tensor]:
-    """Per-kernel upper bound ``Σ_g ‖w_g‖₁²`` and exact value at ω = 0, ``Σ_g (Σ w_g)²``."""
-    upper = torch.zeros(kernels.shape[0], dtype=kernels.dtype, device=kernels.device)
-    at_zero = torch.zeros_like(upper)
-    for idx, _ in groups:
-        part = kernels if len(groups) == 1 else kernels[:, idx.to(kernels.device)]
-        upper += part.abs().sum(dim=1).square()
-        at_zero += part.sum(dim=1).square()
-    return upper, at_zero
-
-
 def max_power(
     kernels: Tensor,
     groups: Sequence[TapGroup],
@@ -206,29 +195,9 @@ def max_power(
             stats.update(evaluated=num_kernels, total=num_kernels)
         return best
 
-    upper, at_zero = group_bounds(kernels, groups)
-    best = at_zero.amax()
-    # Only kernels whose bound beats the exact ω = 0 maximum can matter: sort just those.
-    candidates = torch.nonzero(upper > best).flatten()
-    order = candidates[torch.argsort(upper[candidates], descending=True)]
-    sorted_upper = upper[order]
-    # Small first blocks find a good running maximum early; later blocks grow to the planned size.
-    block = min(kernel_chunk, 32)
-    done = 0
-    evaluated = 0
-    while True:
-        remaining = int((sorted_upper[done:] > best).sum().item())  # sorted: candidates are a prefix
-        if remaining == 0:
-            break
-        take = min(block, remaining)
-        rows = order[done : done + take]
-        best = torch.maximum(best, _block_power(kernels[rows], groups, grid, freq_chunk).amax())
-        done += take
-        evaluated += take
-        block = min(block * 2, kernel_chunk)
-    if stats is not None:
-        stats.update(evaluated=evaluated, total=num_kernels)
-    return best
+    from ._pruning import pruned_max_power  # it builds on this module
+
+    return pruned_max_power(kernels, groups, grid, kernel_chunk, freq_chunk, stats)
 
 
 def fold_onto_grid(kernels: Tensor, offsets: Tensor, grid: Sequence[int]) -> Tensor:

@@ -446,7 +446,8 @@ def test_pruning_when_the_winner_has_the_smallest_l1_bound(max_memory):
     stats: dict = {}
     got = conv_constant(w, size, method="pruned", stats=stats, **kw)
     assert _rel(got.item(), expected) <= 1e-12
-    assert stats == {"evaluated": 128, "total": 128}  # no bound is below the running max
+    # every L1 bound is above the result; the coarse-grid bound sees through the spread kernels
+    assert (bounds > expected).all() and stats["total"] == 128 and stats["evaluated"] < 128, stats
     got = conv_constant(w, size, method="pruned", stride=2, stride_mode="exact", **kw)
     assert _rel(got.item(), conv_constant(w, size, method="fft", stride=2, stride_mode="exact").item()) <= 1e-12
 
