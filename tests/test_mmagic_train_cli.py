@@ -41,25 +41,23 @@ def test_missing_weights_exit_2_with_one_line(tmp_path: Path, monkeypatch: pytes
     monkeypatch.delenv("SAN_PSNR_CHECKPOINT", raising=False)
     assert train.main([str(fx.SR_ADV1), "--work-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: model.init_cfg.checkpoint: checkpoint not found")
+    assert len(err) == 1 and err[0].startswith(f"{train.PROG}: error: model.init_cfg.checkpoint: checkpoint not found")
+    assert "SAN_PSNR_CHECKPOINT" in err[0]  # the shipped configs' variable, not only the config key
     assert not any(tmp_path.iterdir())  # nothing was built or written
 
 
 @pytest.mark.skipif(not MISSING and not fx.CIFAR_NPZ.is_file(), reason="needs ../shared/data/cifar10")
-def test_entry_point_trains_a_config(tmp_path: Path) -> None:
-    data = fx.cifar_png_folder(tmp_path / "cifar", count=8)
+def test_entry_point_trains_a_shipped_config_offline(tmp_path: Path) -> None:
+    """The shipped data pipeline (LocalCIFAR10 via SAN_CIFAR10_ROOT), --no-val: no download, no Inception."""
+    root = tmp_path / "cifar"
+    fx.cifar_png_folder(root / "train", count=8)  # <root>/train/<class index>/*.png
     config = tmp_path / "tiny_san_sngan.py"
     config.write_text(
         textwrap.dedent(
             f"""
             _base_ = {str(fx.SNGAN_CNN)!r}
             model = dict(generator=dict(base_channels=8), discriminator=dict(base_channels=8))
-            train_dataloader = dict(
-                _delete_=True, batch_size=2, num_workers=0, persistent_workers=False,
-                sampler=dict(type='InfiniteSampler', shuffle=True),
-                dataset=dict(type='BasicConditionalDataset', data_root={str(data)!r},
-                             pipeline=[dict(type='LoadImageFromFile', key='gt'), dict(type='PackInputs')]))
-            val_dataloader = val_cfg = val_evaluator = test_dataloader = test_cfg = test_evaluator = None
+            train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False)
             train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=2)
             default_hooks = dict(checkpoint=dict(_delete_=True, type='CheckpointHook', interval=2, by_epoch=False),
                                  logger=dict(interval=1))
@@ -67,17 +65,19 @@ def test_entry_point_trains_a_config(tmp_path: Path) -> None:
         )
     )
     work_dir = tmp_path / "work"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SAN_CIFAR10_ROOT": str(root), "HOME": str(tmp_path / "home")}
     run = subprocess.run(
-        [sys.executable, "-m", "san_mmagic.train", str(config), "--work-dir", str(work_dir)],
+        [sys.executable, "-m", "san_mmagic.train", str(config), "--work-dir", str(work_dir), "--no-val"],
         capture_output=True,
         text=True,
         timeout=600,
         env=env,
     )
     assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("san_mmagic.train: done") == 1
     checkpoint = torch.load(work_dir / "iter_2.pth", weights_only=True)
     assert checkpoint["san"]["state"]["calls"] == 2
     assert not any(k.endswith("weight_orig") for k in checkpoint["state_dict"])
     logs = list(work_dir.rglob("*.log"))
     assert logs and "san/convs.0:" in logs[0].read_text()
+    assert not list((tmp_path / "home").rglob("inception*"))  # no Inception download attempted

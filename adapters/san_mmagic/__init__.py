@@ -1,6 +1,7 @@
-"""SAN for MMagic/MMEngine: a registered ``SANHook``, SAN configs' models and losses, and a train entry point.
+"""SAN for MMagic/MMEngine: a registered ``SANHook``, SAN configs' models, losses and data set, and a train entry point.
 
-Install with ``pip install "sparsity-aware-norm[mmagic]"``. In a config::
+Install the tested stack (see the README): ``pip install -e ".[mmagic]" torch==2.13.0 torchvision==0.28.0``.
+In a config::
 
     custom_imports = dict(imports=['san_mmagic'], allow_failed_imports=False)
     custom_hooks = [dict(type='SANHook', module='discriminator')]
@@ -8,38 +9,32 @@ Install with ``pip install "sparsity-aware-norm[mmagic]"``. In a config::
 and train with ``python -m san_mmagic.train CONFIG`` (runs :func:`san_mmagic.compat.apply` before
 anything imports torchvision/mmagic), or with mmagic's own ``tools/train.py`` on a stack that needs no
 compat step. Importing this package runs the compat step too (each fix is a no-op where not needed).
+Without MMEngine/MMagic the package still imports (so ``python -m san_mmagic.train --help`` works), and
+every name raises an ImportError giving the install command.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from typing import Any
 
-if importlib.util.find_spec("mmengine") is None:
-    raise ImportError(
-        'san_mmagic needs MMEngine and MMagic, which are not installed: pip install "sparsity-aware-norm[mmagic]"'
-    )
+#: The README's tested install command (torch and torchvision pinned together; plain ``pip install mmagic`` swaps
+#: torch). tests/test_mmagic_missing.py checks that the README gives the same command.
+INSTALL_COMMAND = 'pip install -e ".[mmagic]" torch==2.13.0 torchvision==0.28.0'
+MISSING_MESSAGE = (
+    "san_mmagic needs MMEngine and MMagic, which are not installed; install the tested stack from this repository's "
+    f"root with: {INSTALL_COMMAND}   (or ./bootstrap.sh dev,mmagic; for your own CUDA build name that "
+    "torch/torchvision pair instead)"
+)
+MISSING = [m for m in ("mmengine", "mmagic") if importlib.util.find_spec(m) is None]
 
-from . import compat
+if MISSING:
 
-compat.apply()
+    def __getattr__(name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise ImportError(MISSING_MESSAGE)
 
-from .class_sn import ClassSpectralNormRecord, class_spectral_norm_base, strip_class_spectral_norm_  # noqa: E402
-from .hook import SANHook, find_submodule  # noqa: E402
-from .models import SNGANStandardCNNDiscriminator, SNGANStandardCNNGenerator, SRCritic  # noqa: E402
-from .perceptual import LocalVGGPerceptualLoss  # noqa: E402
-from .weights import MissingWeightsError, check_local_weights  # noqa: E402
-
-__all__ = [
-    "ClassSpectralNormRecord",
-    "LocalVGGPerceptualLoss",
-    "MissingWeightsError",
-    "SANHook",
-    "SNGANStandardCNNDiscriminator",
-    "SNGANStandardCNNGenerator",
-    "SRCritic",
-    "check_local_weights",
-    "class_spectral_norm_base",
-    "compat",
-    "find_submodule",
-    "strip_class_spectral_norm_",
-]
+else:
+    from ._exports import *  # noqa: F403  (compat step first, then the registrations)
+    from ._exports import __all__  # noqa: F401

@@ -21,6 +21,9 @@ Each fix checks whether it is needed and does nothing otherwise, so :func:`apply
    A checkpoint holding other objects (e.g. custom classes in ``dataset_meta``) fails with torch's
    message naming the class; allow it with ``torch.serialization.add_safe_globals([...])``, or, for a
    file you trust, set torch's ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``.
+
+Not part of :func:`apply` (it changes the run's config): :func:`allow_cpu_distributed`, for a distributed
+launch on a machine without CUDA (``python -m san_mmagic.train`` calls it when ``--launcher`` is not ``none``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,14 @@ from typing import Any, Callable
 
 from san_compat import ensure_numpy_aliases, ensure_torchvision_importable
 
-__all__ = ["MissingMMCVOp", "allow_mmengine_checkpoints", "apply", "history_buffer_getattr", "stub_mmcv_ext"]
+__all__ = [
+    "MissingMMCVOp",
+    "allow_cpu_distributed",
+    "allow_mmengine_checkpoints",
+    "apply",
+    "history_buffer_getattr",
+    "stub_mmcv_ext",
+]
 
 
 class MissingMMCVOp(RuntimeError):
@@ -130,3 +140,26 @@ def apply() -> dict[str, bool]:
         "mmcv_ext_stub": stub_mmcv_ext(),
         "mmengine_checkpoints": allow_mmengine_checkpoints(),
     }
+
+
+def allow_cpu_distributed(cfg: Any) -> bool:
+    """Let ``--launcher pytorch`` run on CPUs (gloo); does nothing when CUDA is available. True if applied.
+
+    MMEngine's ``init_dist`` calls ``torch.cuda.set_device(LOCAL_RANK)`` and its model wrappers pass
+    ``device_ids=[LOCAL_RANK]`` to DDP, both CUDA-only. Without CUDA: ``torch.cuda.set_device`` becomes a
+    no-op, the config's ``env_cfg.dist_cfg.backend`` becomes ``'gloo'`` and ``model_wrapper_cfg.device_ids``
+    ``None`` (DDP's CPU form).
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        return False
+    torch.cuda.set_device = lambda device: None  # type: ignore[assignment]
+    env_cfg = cfg.setdefault("env_cfg", {})
+    env_cfg.setdefault("dist_cfg", {})["backend"] = "gloo"
+    wrapper = cfg.get("model_wrapper_cfg")
+    if wrapper is None:
+        cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", broadcast_buffers=False, device_ids=None)
+    else:
+        wrapper["device_ids"] = None
+    return True

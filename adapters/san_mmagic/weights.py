@@ -18,6 +18,13 @@ __all__ = ["MissingWeightsError", "check_local_weights"]
 _REMOTE = ("http://", "https://", "s3://", "pavi://", "open-mmlab://", "openmmlab://", "torchvision://", "mmcls://")
 
 
+#: the shipped configs' environment variable for each weight key (see configs/mmagic/README.md)
+ENV_VARS = {
+    "model.init_cfg.checkpoint": "SAN_PSNR_CHECKPOINT",
+    "model.generator.init_cfg.checkpoint": "SAN_ESRGAN_PSNR_CHECKPOINT",
+}
+
+
 class MissingWeightsError(FileNotFoundError):
     """A weight file that training needs is not there; the message says which key to set."""
 
@@ -52,9 +59,11 @@ def check_local_weights(cfg: Mapping) -> None:
         if isinstance(init, Mapping) and init.get("type") == "Pretrained":
             path = init.get("checkpoint")
             if _is_local(path) and not os.path.isfile(path):
+                env = ENV_VARS.get(f"{key}.init_cfg.checkpoint")
+                hint = f"set {env} (the shipped configs' variable) or" if env else "set"
                 raise MissingWeightsError(
-                    f"{key}.init_cfg.checkpoint: checkpoint not found ({path!r}); set --cfg-options "
-                    f"{key}.init_cfg.checkpoint=PATH (or the environment variable named in the config's header)"
+                    f"{key}.init_cfg.checkpoint: checkpoint not found ({path!r}); {hint} --cfg-options "
+                    f"{key}.init_cfg.checkpoint=PATH"
                 )
     load_from = cfg.get("load_from")
     if _is_local(load_from) and not os.path.isfile(load_from):

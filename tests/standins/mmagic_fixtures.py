@@ -24,8 +24,8 @@ DATA = Path(os.environ.get("SAN_SHARED_DATA", REPO.parent / "shared" / "data"))
 CIFAR_NPZ = DATA / "cifar10" / "cifar10_exact_subset.npz"
 SR_TRAIN = DATA / "sr" / "train" / "CSun_Hays80"
 
-SNGAN_CNN = CONFIGS / "sngan_proj" / "san-sngan-standard-cnn_lr2e-4-b0.5-0.9-ndisc1-1xb64_cifar10-32x32.py"
-SNGAN_CNN_SN = CONFIGS / "sngan_proj" / "sngan-standard-cnn_lr2e-4-ndisc5-1xb64_cifar10-32x32.py"
+SNGAN_CNN = CONFIGS / "sngan" / "san-sngan-standard-cnn_lr2e-4-b0.5-0.9-ndisc1-1xb64_cifar10-32x32.py"
+SNGAN_CNN_SN = CONFIGS / "sngan" / "sngan-standard-cnn_lr2e-4-ndisc5-1xb64_cifar10-32x32.py"
 SNGAN_RESNET = CONFIGS / "sngan_proj" / "san-sngan-proj_wReLUinplace_lr2e-4-b0.5-0.9-ndisc1-1xb64_cifar10-32x32.py"
 BIGGAN = CONFIGS / "biggan" / "san-biggan_b0.5-0.999_2xb25-500kiters_cifar10-32x32.py"
 ESRGAN = CONFIGS / "esrgan" / "san-esrgan_x4c64b23g32_b0.5-0.9_1xb16-400k_div2k.py"

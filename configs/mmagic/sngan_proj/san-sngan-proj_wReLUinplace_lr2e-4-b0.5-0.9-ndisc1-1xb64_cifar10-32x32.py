@@ -8,16 +8,19 @@ _base_ = "mmagic::sngan_proj/sngan-proj_wReLUinplace_lr2e-4-ndisc5-1xb64_cifar10
 
 custom_imports = dict(imports=["san_mmagic"], allow_failed_imports=False)
 
-# CIFAR-10 root (mmagic's CIFAR10 dataset reads/downloads <data_root>/cifar10/cifar-10-batches-py)
+# CIFAR-10 from local files only (san_mmagic's LocalCIFAR10; never downloads): an image folder
+# <root>/cifar10/train/<class>/*.png|jpg or torchvision's <root>/cifar10/cifar-10-batches-py (or the same under
+# <root>). This repository's copy, from the repository root:
+#   mkdir -p data/cifar10 && tar -xzf ../shared/data/cifar10/cifar10_jpeg.tar.gz -C data/cifar10
 data_root = "{{$SAN_CIFAR10_ROOT:./data}}"
 
 discriminator_steps = 1
 model = dict(discriminator=dict(with_spectral_norm=False), discriminator_steps=discriminator_steps)
 
 train_cfg = dict(max_iters=156250)  # 200 epochs of 50k images in batches of 64 (one D and one G step each)
-train_dataloader = dict(dataset=dict(data_root=data_root))
-val_dataloader = dict(dataset=dict(data_root=data_root))
-test_dataloader = dict(dataset=dict(data_root=data_root))
+train_dataloader = dict(dataset=dict(type="LocalCIFAR10", data_root=data_root))
+val_dataloader = dict(dataset=dict(type="LocalCIFAR10", data_root=data_root))
+test_dataloader = dict(dataset=dict(type="LocalCIFAR10", data_root=data_root))
 
 optim_wrapper = dict(
     generator=dict(optimizer=dict(type="Adam", lr=0.0002, betas=(0.5, 0.9))),

@@ -64,3 +64,6 @@ custom_hooks = [
     dict(type="BasicVisualizationHook", interval=1),
     dict(type="SANHook", module="discriminator", circular_padding=True, strip_spectral_norm=True),
 ]
+
+# checkpoints in the work dir (--work-dir, or ./work_dirs/<config name>), not under mmagic's fixed save_dir
+default_hooks = dict(checkpoint=dict(out_dir=None))

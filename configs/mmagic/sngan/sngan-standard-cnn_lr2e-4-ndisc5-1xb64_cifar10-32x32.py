@@ -5,7 +5,10 @@ _base_ = "mmagic::sngan_proj/sngan-proj_wReLUinplace_lr2e-4-ndisc5-1xb64_cifar10
 
 custom_imports = dict(imports=["san_mmagic"], allow_failed_imports=False)
 
-# CIFAR-10 root (mmagic's CIFAR10 dataset reads/downloads <data_root>/cifar10/cifar-10-batches-py)
+# CIFAR-10 from local files only (san_mmagic's LocalCIFAR10; never downloads): an image folder
+# <root>/cifar10/train/<class>/*.png|jpg or torchvision's <root>/cifar10/cifar-10-batches-py (or the same under
+# <root>). This repository's copy, from the repository root:
+#   mkdir -p data/cifar10 && tar -xzf ../shared/data/cifar10/cifar10_jpeg.tar.gz -C data/cifar10
 data_root = "{{$SAN_CIFAR10_ROOT:./data}}"
 
 num_classes = 0
@@ -17,6 +20,6 @@ model = dict(
     ),
 )
 
-train_dataloader = dict(dataset=dict(data_root=data_root))
-val_dataloader = dict(dataset=dict(data_root=data_root))
-test_dataloader = dict(dataset=dict(data_root=data_root))
+train_dataloader = dict(dataset=dict(type="LocalCIFAR10", data_root=data_root))
+val_dataloader = dict(dataset=dict(type="LocalCIFAR10", data_root=data_root))
+test_dataloader = dict(dataset=dict(type="LocalCIFAR10", data_root=data_root))
