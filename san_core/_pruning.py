@@ -224,12 +224,19 @@ def _make_stage(
 
 
 def build_plan(
-    kernels: Tensor, groups: Sequence[_dft.TapGroup], grid: Sequence[int], exact: Tensor, max_memory: int
+    kernels: Tensor,
+    groups: Sequence[_dft.TapGroup],
+    grid: Sequence[int],
+    exact: Tensor,
+    max_memory: int,
+    *,
+    prune: bool = True,
 ) -> StaticPlan:
     """Choose the stage sizes from one exact evaluation (``exact``: the max power of these kernels; host syncs).
 
     Each stage keeps ``1.25 × (kernels whose bound reaches the result) + 8`` kernels; the cheapest of the
-    level subsets wins, and no pruning at all when even that costs over :data:`WORTH` of the full evaluation.
+    level subsets wins, and no pruning at all when even that costs over :data:`WORTH` of the full evaluation
+    (or with ``prune=False``).
     """
     num_kernels, num_taps = kernels.shape
     order = torch.cat([idx for idx, _ in groups])
@@ -243,7 +250,7 @@ def build_plan(
     threshold = float(exact) * (1 - 1e-6)
     levels = bound_levels(groups, grid)
     best_cost, best_counts, best_levels = float(num_kernels * full_freqs) * WORTH, None, None
-    for subset in ([], levels[:1], levels[1:], levels):
+    for subset in ([], levels[:1], levels[1:], levels) if prune else ():
         upper, _ = l1_bounds(grouped, ind)
         counts, cost, rows = [], 0.0, grouped
         for coarse, factor in subset:

@@ -9,9 +9,10 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from . import _dft, _reparam
+from . import _dft, _guard, _reparam, _state
 from ._attach import AttachHandle, attach_after_real_steps
-from ._validate import check_config, check_form, check_layer, check_layer_gains, check_size
+from ._sync_free import SyncFreeEngine
+from ._validate import check_config, check_form, check_layer, check_layer_gains, check_size, check_sync_options
 from .padding import PaddingRecord
 from .spectral_norm import SpectralNormRecord
 from .spectrum import conv_constant, linear_constant
@@ -63,6 +64,15 @@ class SAN:
             the forward uses ``W / s`` with ``s`` a buffer set to ``c`` of the raw ``W`` at each
             normalization (no gradient through ``s``; see :mod:`san_core._reparam`). Constants,
             :meth:`describe` and ``last_constants`` are those of the raw weight in both forms.
+        sync_free: ``None`` (default): on for CUDA weights, off on CPU. On: after a warm-up call, each
+            normalization runs with fixed shapes and **no host–device sync** (:mod:`san_core._sync_free`);
+            a layer whose weight or constant is NaN/Inf is left unchanged on the device and the
+            ``ValueError`` naming it is raised **later**, at the next :meth:`check`, :meth:`state_dict`
+            or :meth:`describe` (the call itself is counted). Off: every call checks first and raises
+            at once, changing nothing.
+        compile_step: run the sync-free step through ``torch.compile(fullgraph=True)``.
+        cuda_graph: capture the sync-free step into a CUDA graph after its warm-up and replay it
+            (re-captured when a size, dtype or device changes); CUDA weights and ``filter_ratio=1`` only.
     """
 
     def __init__(
@@ -86,11 +96,15 @@ class SAN:
         method: str = "auto",
         max_memory: int = _dft.DEFAULT_MAX_MEMORY,
         form: str = "rescale",
+        sync_free: Optional[bool] = None,
+        compile_step: bool = False,
+        cuda_graph: bool = False,
     ) -> None:
         check_config(
             interval, filter_ratio, gain, stride_mode, eps, linear_method, n_power_iter, method, max_memory, seed
         )
         check_form(form)
+        check_sync_options(sync_free, compile_step, cuda_graph, filter_ratio)
         self.module = unwrap_model(module)
         self.config: dict[str, Any] = dict(
             interval=interval,
@@ -104,6 +118,7 @@ class SAN:
             method=method,
             max_memory=max_memory,
             form=form,
+            sync_free=sync_free,
         )
         self.layers: dict[str, nn.Module] = dict(
             resolve(self.module, select_layers(self.module, targets, exclude=exclude).matched)
@@ -128,6 +143,7 @@ class SAN:
         self._handles: list[Any] = []
         self._attached: list[AttachHandle] = []
         self._records: list[Union[PaddingRecord, SpectralNormRecord]] = []
+        self._engine = SyncFreeEngine(self, compile_step=compile_step, cuda_graph=cuda_graph)
         self.scales: dict[str, _reparam.InverseScale] = {}
         for name, layer in self.layers.items():
             _APPLIED[layer] = self
@@ -239,17 +255,37 @@ class SAN:
                     f"SAN: input size of conv {name!r} is unknown; run a forward pass first, or pass "
                     f"example_input=... or input_sizes={{{name!r}: (H, W)}}"
                 )
-        with torch.no_grad():
-            flags = torch.stack([torch.isfinite(_weight(self.layers[n])).all().cpu() for n in names])
-        if not bool(flags.all()):
-            bad = [n for n, ok in zip(names, flags.tolist()) if not ok]
+        bad = _guard.non_finite({n: _weight(self.layers[n]) for n in names})
+        if bad:
             raise ValueError(f"SAN: layers {bad} have NaN/Inf weights; nothing was changed")
 
     def _check_finite(self, constants: Mapping[str, Tensor]) -> None:
-        flags = torch.stack([torch.isfinite(c).cpu() for c in constants.values()])
-        if not bool(flags.all()):
-            bad = [n for n, ok in zip(constants, flags.tolist()) if not ok]
+        bad = _guard.non_finite(constants)
+        if bad:
             raise ValueError(f"SAN: NaN/Inf constant for layers {bad} (overflow?); nothing was changed")
+
+    def check(self) -> None:
+        """Raise the ``ValueError`` of the sync-free path, naming the layers that had a NaN/Inf weight or constant
+        (and were left unchanged) since the last check; one host sync. Eager normalizations raise at once."""
+        bad_weight, bad_constant = self._engine.read_flags()
+        where = "at a sync-free normalization; those layers were left unchanged"
+        if bad_weight:
+            raise ValueError(f"SAN: layers {bad_weight} had NaN/Inf weights {where}")
+        if bad_constant:
+            raise ValueError(f"SAN: NaN/Inf constant for layers {bad_constant} (overflow?) {where}")
+
+    def pruning_stats(self) -> dict[str, dict[str, int]]:
+        """Per conv of the sync-free path: kernels ``evaluated`` on the full grid of ``total``, and the steps whose
+        pruning was ``unverified`` (a certified upper bound was used); calls :meth:`check` (one sync)."""
+        self.check()
+        unverified = self._engine.flags.unverified
+        sizes = self._engine.plan_sizes
+        return {n: {"evaluated": e, "total": t, "unverified": unverified.get(n, 0)} for n, (e, t) in sizes.items()}
+
+    def sync_free_active(self) -> bool:
+        """Whether :meth:`normalize_` takes the sync-free path now (``sync_free=None``: the weights are on CUDA)."""
+        choice = self.config["sync_free"]
+        return any(_weight(m).device.type == "cuda" for m in self.layers.values()) if choice is None else choice
 
     def _rescale(self, constants: Mapping[str, Tensor]) -> None:
         """``W ← W / c`` (form ``"rescale"``) or ``s ← c`` (``"reparametrize"``), ``c`` clamped to ``eps``."""
@@ -265,16 +301,24 @@ class SAN:
     def normalize_(self, *, force: bool = False) -> dict[str, Tensor]:
         """Count a call; on every ``interval``-th (or when ``force``), divide each weight by its constant.
 
-        All constants are computed and checked before any weight changes. Returns ``{name: constant
-        before the rescale}`` ( ``{}`` when this call was skipped). Forced calls are not counted.
+        All constants are computed and checked before any weight changes (sync-free path: a layer with
+        a NaN/Inf weight or constant is left unchanged and reported by the next :meth:`check`). Returns
+        ``{name: constant before the rescale}`` (``{}`` when this call was skipped). Forced calls are not counted.
         """
         if not force and (self.calls + 1) % self.config["interval"]:
             self.calls += 1
             return {}
-        constants = self.constants()  # raises before any change (and before counting) on bad state
+        if self.sync_free_active():
+            stale = self._engine.stale()
+            if stale:  # warm-up: checks and plans (host syncs), then the sync-free step
+                self._check_ready(list(self.layers))
+                self._engine.prepare(stale)
+            constants = self._engine.step()
+        else:
+            constants = self.constants()  # raises before any change (and before counting) on bad state
+            self._rescale(constants)
         if not force:
             self.calls += 1
-        self._rescale(constants)
         self._pending.clear()
         self.last_constants = {n: c.detach() for n, c in constants.items()}
         return constants
@@ -318,50 +362,19 @@ class SAN:
 
     # --------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume bit-for-bit (weights live in the model's own state dict)."""
-        return {
-            "version": _STATE_VERSION,
-            "layers": list(self.layers),
-            "config": {**self.config, "layer_gains": dict(self.config["layer_gains"])},
-            "calls": self.calls,
-            "generator": self.generator.get_state(),
-            "power_vectors": {n: u.detach().cpu().clone() for n, u in self.power_vectors.items()},
-            "input_sizes": dict(self.input_sizes),
-            "pending": sorted(self._pending),
-            "scales": {n: m.s.detach().cpu().clone() for n, m in self.scales.items()},
-        }
+        """Everything needed to resume bit-for-bit (weights live in the model's own state dict); calls :meth:`check`."""
+        self.check()
+        return _state.state_dict(self, _STATE_VERSION)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict`; raises ``ValueError`` (changing nothing) on a mismatch."""
-        if state.get("version") != _STATE_VERSION:
-            raise ValueError(f"SAN.load_state_dict: expected version {_STATE_VERSION}, got {state.get('version')!r}")
-        if list(state["layers"]) != list(self.layers):
-            missing = sorted(set(self.layers) - set(state["layers"]))
-            extra = sorted(set(state["layers"]) - set(self.layers))
-            raise ValueError(f"SAN.load_state_dict: layers differ; missing from state {missing}, unexpected {extra}")
-        sizes = {n: check_size(n, self.layers[n], s) for n, s in state["input_sizes"].items()}  # type: ignore[arg-type]
-        gains = check_layer_gains(state["config"].get("layer_gains"), self.layers)
-        form = state["config"].get("form", "rescale")
-        if form != self.config["form"]:
-            raise ValueError(f"SAN.load_state_dict: the state is of form {form!r}, this SAN of {self.config['form']!r}")
-        scales = dict(state.get("scales", {}))
-        if set(scales) != set(self.scales):
-            raise ValueError(f"SAN.load_state_dict: expected scales for {sorted(self.scales)}, got {sorted(scales)}")
-        self.config.update(state["config"])
-        self.config["layer_gains"] = gains
-        self.calls = int(state["calls"])
-        self.generator.set_state(state["generator"])
-        self.power_vectors = {
-            n: u.to(_weight(self.layers[n]).device).clone() for n, u in state["power_vectors"].items()
-        }
-        self.input_sizes.update(sizes)
-        self._pending = set(state.get("pending", ()))
-        with torch.no_grad():
-            for n, value in scales.items():
-                self.scales[n].s.copy_(value)
+        """Restore :meth:`state_dict`; raises ``ValueError`` (changing nothing) on a mismatch. The sync-free plans are
+        rebuilt at the next call (a warm-up)."""
+        _state.load_state_dict(self, state, _STATE_VERSION)
+        self._engine.entries.clear()
 
     def describe(self) -> list[dict[str, Any]]:
-        """Per layer: name, type, weight shape, input size, last constant (``None`` before any)."""
+        """Per layer: name, type, weight shape, input size, last constant (``None`` before any); calls :meth:`check`."""
+        self.check()
         return [
             {
                 "name": n,

@@ -6,6 +6,7 @@ Nothing here mutates its inputs (except the optional power-iteration vector ``u`
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -69,7 +70,16 @@ def _check_ratio(ratio: float, who: str) -> None:
 
 
 def tap_groups(kernel_size: Sequence[int], dilation: Sequence[int], stride: Sequence[int]) -> list[_dft.TapGroup]:
-    """Split the taps into the ``s^d`` polyphase components ``w_p(u) = w(s·u + p)`` (one group if s = 1)."""
+    """Split the taps into the ``s^d`` polyphase components ``w_p(u) = w(s·u + p)`` (one group if s = 1).
+
+    Cached (the tensors are shared: do not modify them)."""
+    return _tap_groups(tuple(kernel_size), tuple(dilation), tuple(stride))
+
+
+@functools.lru_cache(maxsize=256)
+def _tap_groups(
+    kernel_size: tuple[int, ...], dilation: tuple[int, ...], stride: tuple[int, ...]
+) -> list[_dft.TapGroup]:
     offsets = _dft.tap_offsets(kernel_size, dilation)
     strides = torch.tensor(list(stride), dtype=torch.int64)
     if all(s == 1 for s in stride):
@@ -148,18 +158,7 @@ def conv_constant(
     if gain is not None and not gain > 0:
         raise ValueError(f"{who}: expected gain > 0, got {gain!r}")
 
-    grid_full = tuple(n * s for n, s in zip(size, stride_t)) if transposed else size
-    if stride_mode == "exact":
-        if any(n % s for n, s in zip(grid_full, stride_t)):
-            raise ValueError(
-                f"{who}: stride_mode='exact' needs input_size divisible by the stride, got input_size={size} "
-                f"and stride={stride_t}; use stride_mode='paper' (an upper bound)"
-            )
-        grid = tuple(n // s for n, s in zip(grid_full, stride_t))
-        phases = stride_t
-    else:
-        grid, phases = grid_full, (1,) * ndim
-
+    grid_full, grid, phases = _grids(size, stride_t, transposed, stride_mode, who)
     num_kernels = weight.shape[0] * weight.shape[1]
     kernels = weight.detach().reshape(num_kernels, -1).to(cdtype)
     if filter_ratio < 1:
@@ -184,6 +183,34 @@ def conv_constant(
                 stats=stats,
             )
     return power.clamp_min(0).sqrt() * scale
+
+
+def _grids(
+    size: tuple[int, ...], stride: tuple[int, ...], transposed: bool, stride_mode: str, who: str
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """``(full-resolution grid, grid of the DFT, polyphase factors)`` of a conv (see :func:`conv_constant`)."""
+    grid_full = tuple(n * s for n, s in zip(size, stride)) if transposed else size
+    if stride_mode != "exact":
+        return grid_full, grid_full, (1,) * len(size)
+    if any(n % s for n, s in zip(grid_full, stride)):
+        raise ValueError(
+            f"{who}: stride_mode='exact' needs input_size divisible by the stride, got input_size={size} "
+            f"and stride={stride}; use stride_mode='paper' (an upper bound)"
+        )
+    return grid_full, tuple(n // s for n, s in zip(grid_full, stride)), stride
+
+
+def conv_geometry(
+    kernel_size: Sequence[int],
+    input_size: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    transposed: bool,
+    stride_mode: str,
+) -> tuple[tuple[int, ...], list[_dft.TapGroup]]:
+    """The DFT grid and tap groups :func:`conv_constant` uses for a conv layer (validated inputs)."""
+    _, grid, phases = _grids(tuple(input_size), tuple(stride), transposed, stride_mode, "conv_geometry")
+    return grid, tap_groups(kernel_size, dilation, phases)
 
 
 def _fft_power(

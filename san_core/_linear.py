@@ -1,0 +1,62 @@
+"""``σ₁`` of Linear/Embedding weights without a syncing solver (the sync-free path).
+
+* One row or one column: ``σ₁ = ‖W‖₂`` (closed form, exact).
+* Otherwise, with ``m = min(rows, cols) ≤`` :data:`MAX_GRAM`: the float64 Gram matrix ``G`` (``m × m``)
+  squared ``q`` = :data:`SQUARINGS` times with trace normalization, ``P ∝ G^K``, ``K = 2^q``, and
+  ``λ = tr(G P) / tr(P) = Σ λ_i^{K+1} / Σ λ_i^K``. Every other eigenvalue ``λ_i = ρ λ₁`` contributes an error
+  of at most ``λ₁ (1 - ρ) ρ^K ≤ λ₁ / (e K)``, so ``0 ≤ λ₁ - λ ≤ λ₁ (m - 1) / (e K)``: with ``q = 30``,
+  a relative error of ``σ₁`` below ``(m - 1) · 1.8e-10`` (≤ 1.9e-7 for ``m ≤ 1024``), whatever the spectral gap;
+  degenerate top eigenvalues are exact. Fixed shapes, no data-dependent control flow.
+* Larger ``m``: :data:`POWER_ITERATIONS` power iterations on ``G`` from a persistent vector (a lower bound on
+  ``σ₁``, the Rayleigh quotient; exact only in the limit, like spectral norm's estimate).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+SQUARINGS = 30
+MAX_GRAM = 1024
+POWER_ITERATIONS = 50
+
+
+def kind(shape: tuple[int, ...]) -> str:
+    """``"row"`` (closed form), ``"gram"`` (repeated squaring) or ``"power"`` for a weight of this shape."""
+    rows, cols = shape[0], 1
+    for size in shape[1:]:
+        cols *= size
+    m = min(rows, cols)
+    return "row" if m == 1 else "gram" if m <= MAX_GRAM else "power"
+
+
+def _trace(mat: Tensor) -> Tensor:
+    return mat.diagonal().sum()
+
+
+def sigma(weight: Tensor, cdtype: torch.dtype, u: Optional[Tensor] = None) -> Tensor:
+    """``σ₁`` of ``weight.reshape(rows, -1)`` in ``cdtype``, 0-d; ``u`` (``(m,)`` float64) persists for ``"power"``."""
+    mat = weight.detach().reshape(weight.shape[0], -1)
+    method = kind(tuple(mat.shape))
+    if method == "row":
+        return torch.linalg.vector_norm(mat.to(cdtype))
+    wide = mat.to(torch.float64)
+    gram = wide @ wide.t() if wide.shape[0] <= wide.shape[1] else wide.t() @ wide
+    tiny = torch.finfo(torch.float64).tiny
+    if method == "gram":
+        p = gram / _trace(gram).clamp_min(tiny)
+        for _ in range(SQUARINGS):
+            p = p @ p
+            p = p / _trace(p).clamp_min(tiny)
+        lam = (gram * p).sum()  # tr(G P) with P symmetric and tr(P) = 1
+    else:
+        assert u is not None
+        vec = u
+        for _ in range(POWER_ITERATIONS):
+            vec = gram @ vec
+            vec = vec / torch.linalg.vector_norm(vec).clamp_min(tiny)
+        u.copy_(vec)
+        lam = vec @ (gram @ vec)
+    return lam.clamp_min(0).sqrt().to(cdtype)

@@ -1,0 +1,206 @@
+"""The sync-free normalization step behind ``SAN(sync_free=True)`` (the default for CUDA weights).
+
+After a warm-up call (which may sync: it checks the weights and sizes the per-layer plans), one whole-critic
+step runs with fixed shapes and no host–device synchronisation: convs through :class:`StaticPlan`
+(exact pruning with ``topk``), Linear/Embedding layers through :mod:`san_core._linear`, and a guard on the
+device (``torch.where``) that leaves a layer unchanged when its weight or constant is not finite, counting the
+event in :class:`~san_core._guard.DeviceFlags` for :meth:`SAN.check` to report. A layer's plan is rebuilt
+(one more warm-up call) when its input size, weight shape, dtype or device, or the configuration, change.
+Optionally the step is compiled (``torch.compile(fullgraph=True)``) or captured into a CUDA graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor, nn
+
+from . import _dft, _linear
+from ._guard import DeviceFlags, finite
+from ._pruning import StaticPlan, build_plan
+from ._reparam import InverseScale, raw_weight
+from .spectrum import _compute_dtype, compensation_gain, conv_geometry, linear_constant, subset_size
+
+#: The warm-up of a layer drawn with filter_ratio < 1 sizes its plan on a subset drawn with this seed.
+PLAN_SEED = 0
+
+
+@dataclass
+class _Entry:
+    name: str
+    key: tuple
+    weight: Tensor
+    scale: Optional[InverseScale]
+    cdtype: torch.dtype
+    factor: float  # g (compensation) × g_l (layer gain)
+    counter: Tensor
+    plan: Optional[StaticPlan] = None  # convs
+    subset: int = 0  # ⌈m·n·r⌉ when filter_ratio < 1
+    linear: str = ""  # "row"/"gram"/"power" (sync-free σ₁) or "sn" (linear_method="power")
+    u: Optional[Tensor] = None
+
+
+class SyncFreeEngine:
+    """Per-layer static plans and the fixed-shape step of one :class:`SAN` (see the module docstring)."""
+
+    def __init__(self, san: Any, *, compile_step: bool, cuda_graph: bool) -> None:
+        self.san = san
+        self.entries: dict[str, _Entry] = {}
+        self.plan_sizes: dict[str, tuple[int, int]] = {}  # conv: (kernels evaluated on the full grid, total)
+        self.flags = DeviceFlags()
+        self.compile_step = compile_step
+        self.cuda_graph = cuda_graph
+        self._compiled: Optional[Callable[[list[Optional[Tensor]]], list[Tensor]]] = None
+        self._graph: Any = None
+        self._graph_out: list[Tensor] = []
+
+    # ------------------------------------------------------------------------------------------ plans
+    def _key(self, name: str) -> tuple:
+        layer = self.san.layers[name]
+        weight = raw_weight(layer)
+        cfg = self.san.config
+        return (
+            self.san.input_sizes.get(name), tuple(weight.shape), weight.dtype, weight.device, id(weight),
+            cfg["stride_mode"], cfg["filter_ratio"], cfg["gain"], cfg["method"], cfg["max_memory"],
+            cfg["linear_method"], cfg["n_power_iter"], cfg["layer_gains"].get(name),
+        )  # fmt: skip
+
+    def stale(self) -> list[str]:
+        """Layers whose plan is missing or out of date (the next call warms them up)."""
+        return [n for n in self.san.layers if n not in self.entries or self.entries[n].key != self._key(n)]
+
+    def prepare(self, names: list[str]) -> None:
+        """Build the plans of ``names`` from the current weights (host syncs; weights must be finite)."""
+        for name in names:
+            entry = self.entries[name] = self._entry(name)
+            if entry.plan is not None:
+                self.plan_sizes[name] = (entry.plan.evaluated(), entry.plan.num_kernels)
+        self.entries = {n: self.entries[n] for n in self.san.layers}  # layer order
+        self._compiled, self._graph, self._graph_out = None, None, []
+
+    def _entry(self, name: str) -> _Entry:
+        layer = self.san.layers[name]
+        weight = raw_weight(layer)
+        cfg = self.san.config
+        cdtype = _compute_dtype(weight, "SAN")
+        counter = self.flags.ensure(name, weight.device)
+        layer_gain = cfg["layer_gains"].get(name, 1.0)
+        entry = _Entry(name, self._key(name), weight, self.san.scales.get(name), cdtype, layer_gain, counter)
+        if not isinstance(layer, nn.modules.conv._ConvNd):
+            entry.linear = "sn" if cfg["linear_method"] == "power" else _linear.kind(tuple(weight.shape))
+            if entry.linear == "power":
+                m = min(weight.shape[0], weight[0].numel())
+                entry.u = torch.ones(m, dtype=torch.float64, device=weight.device) / m**0.5
+            return entry
+        transposed = isinstance(layer, nn.modules.conv._ConvTransposeNd)
+        grid, groups = conv_geometry(
+            weight.shape[2:], self.san.input_sizes[name], layer.stride, layer.dilation, transposed, cfg["stride_mode"]
+        )
+        num_kernels = weight.shape[0] * weight.shape[1]
+        kernels = weight.detach().reshape(num_kernels, -1).to(cdtype)
+        ratio = cfg["filter_ratio"]
+        if ratio < 1:
+            entry.subset = subset_size(num_kernels, ratio)
+            chosen = torch.randperm(num_kernels, generator=torch.Generator().manual_seed(PLAN_SEED))
+            kernels = kernels[chosen[: entry.subset].to(kernels.device)]
+        entry.factor *= compensation_gain(num_kernels, ratio) if cfg["gain"] is None else float(cfg["gain"])
+        prune = cfg["method"] in ("auto", "pruned")
+        with _dft.exact_matmul(weight.device):
+            exact = _dft.max_power(kernels, groups, grid, prune=True, max_memory=cfg["max_memory"])
+            entry.plan = build_plan(kernels, groups, grid, exact, cfg["max_memory"], prune=prune)
+        return entry
+
+    def read_flags(self) -> tuple[list[str], list[str]]:
+        """One sync: layers with a NaN/Inf weight / constant since the last read. A layer whose pruning was
+        unverified since then is re-planned (warm-up) at the next call."""
+        before = dict(self.flags.unverified)
+        bad = self.flags.read(list(self.san.layers))
+        for name in [n for n in self.entries if self.flags.unverified.get(n, 0) > before.get(n, 0)]:
+            del self.entries[name]
+        return bad
+
+    # ------------------------------------------------------------------------------------------- step
+    def draw_subsets(self) -> list[Optional[Tensor]]:
+        """The kernel subsets of this step, drawn on the host like the eager path (same generator, same order)."""
+        out: list[Optional[Tensor]] = []
+        for entry in self.entries.values():
+            if not entry.subset:
+                out.append(None)
+                continue
+            num = entry.weight.shape[0] * entry.weight.shape[1]
+            chosen = torch.randperm(num, generator=self.san.generator)[: entry.subset]
+            if entry.weight.device.type == "cuda":  # no pageable (blocking) host-to-device copy
+                chosen = chosen.pin_memory().to(entry.weight.device, non_blocking=True)
+            out.append(chosen)
+        return out
+
+    def core(self, subsets: list[Optional[Tensor]]) -> list[Tensor]:
+        """Constants of every layer, and the guarded write; fixed shapes, no host sync."""
+        out = []
+        eps = self.san.config["eps"]
+        with torch.no_grad():
+            for entry, subset in zip(self.entries.values(), subsets):
+                weight = entry.weight
+                verified = torch.ones((), dtype=torch.bool, device=weight.device)
+                if entry.plan is not None:
+                    kernels = weight.detach().reshape(weight.shape[0] * weight.shape[1], -1).to(entry.cdtype)
+                    if subset is not None:
+                        kernels = kernels.index_select(0, subset)
+                    power, verified = entry.plan.max_power(kernels)
+                    constant = power.clamp_min(0).sqrt() * entry.factor
+                elif entry.linear == "sn":
+                    u = self.san.power_vectors[entry.name]
+                    n_iter = self.san.config["n_power_iter"]
+                    constant = linear_constant(weight, method="power", u=u, n_iter=n_iter) * entry.factor
+                else:
+                    constant = _linear.sigma(weight, entry.cdtype, entry.u) * entry.factor
+                ok_weight, ok_constant = finite(weight), torch.isfinite(constant)
+                ok = ok_weight & ok_constant
+                safe = torch.where(ok, constant.clamp_min(eps), torch.ones_like(constant))
+                if entry.scale is not None:
+                    entry.scale.s.copy_(torch.where(ok, safe.to(entry.scale.s.dtype), entry.scale.s))
+                else:
+                    weight.div_(safe.to(weight.dtype))
+                DeviceFlags.record(entry.counter, ok_weight, ok_constant, verified)
+                out.append(constant)
+        return out
+
+    def step(self) -> dict[str, Tensor]:
+        """One whole-critic normalization (the plans must be current: see :meth:`stale`)."""
+        for entry in self.entries.values():
+            if entry.linear == "sn" and entry.name not in self.san.power_vectors:
+                self.san.power_vectors[entry.name] = torch.ones(
+                    entry.weight.shape[0], dtype=entry.cdtype, device=entry.weight.device
+                )
+        device = next(iter(self.entries.values())).weight.device
+        if self.cuda_graph and device.type != "cuda":
+            raise RuntimeError(f"SAN: cuda_graph=True needs CUDA weights, got weights on {device}")
+        subsets = self.draw_subsets()
+        with _dft.exact_matmul(device):
+            if self.cuda_graph:
+                values = self._graph_step(subsets)
+            elif self.compile_step:
+                if self._compiled is None:
+                    self._compiled = torch.compile(self.core, fullgraph=True)
+                values = self._compiled(subsets)
+            else:
+                values = self.core(subsets)
+        return dict(zip(self.entries, values))
+
+    def _graph_step(self, subsets: list[Optional[Tensor]]) -> list[Tensor]:
+        """Replay the captured step; capture it first (after this call's real step, run on a side stream)."""
+        if self._graph is not None:
+            self._graph.replay()
+            return [c.clone() for c in self._graph_out]
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            values = self.core(subsets)  # this call's normalization, and the warm-up capture needs
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._graph_out = self.core(subsets)  # recorded, not run
+        self._graph = graph
+        return values

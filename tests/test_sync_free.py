@@ -1,0 +1,306 @@
+"""``SAN(sync_free=True)``: zero host syncs in steady state on the four benchmark critics, exact constants (vs float64
+FFT/SVD references), NaN/Inf guarded on the device and reported at ``check()``/``state_dict()``/``describe()``,
+``torch.compile(fullgraph=True)`` of the step, and the CUDA-graph option's gate."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import torch
+from _san_models import batch, critic
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from benchmarks._critics import CRITICS
+from san_core import SAN, conv_constant
+
+aten = torch.ops.aten
+SYNC_OPS = {aten._local_scalar_dense.default, aten.is_nonzero.default, aten.nonzero.default, aten.masked_select.default}
+HOST_METHODS = ("item", "tolist", "numpy", "__bool__", "__int__", "__float__", "__index__")
+
+
+class SyncCounter(TorchDispatchMode):
+    """Counts dispatched ops and host syncs: ``.item()``-style reads, ``nonzero``, ``masked_select``, boolean-mask
+    indexing, device→host copies; and (CPU has no visible sync) the Python-level reads of a tensor's values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops = 0
+        self.syncs: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        self.ops += 1
+        if func in SYNC_OPS:
+            self.syncs.append(str(func))
+        elif func is aten.index.Tensor and any(i is not None and i.dtype == torch.bool for i in args[1]):
+            self.syncs.append("boolean index")
+        elif func in (aten._to_copy.default, aten.copy_.default):
+            src = args[1] if func is aten.copy_.default else args[0]
+            dst = args[0].device if func is aten.copy_.default else kwargs.get("device", src.device)
+            if torch.device(dst).type == "cpu" and src.device.type != "cpu":
+                self.syncs.append("device-to-host copy")
+        return func(*args, **kwargs)
+
+
+def count_syncs(fn: Any, monkeypatch: pytest.MonkeyPatch) -> SyncCounter:
+    counter = SyncCounter()
+    with monkeypatch.context() as patch:
+        for method in HOST_METHODS:
+            original = getattr(torch.Tensor, method)
+
+            def spy(self, *args, _original=original, _method=method, **kwargs):  # type: ignore[no-untyped-def]
+                counter.syncs.append(f"Tensor.{_method}")
+                return _original(self, *args, **kwargs)
+
+            patch.setattr(torch.Tensor, method, spy)
+        with counter:
+            fn()
+    return counter
+
+
+class Stack(nn.Module):
+    """The layers of a benchmark critic as children (never run forward: SAN gets their input sizes)."""
+
+    def __init__(self, name: str, shrink: int) -> None:
+        super().__init__()
+        self.sizes: dict[str, tuple[int, int]] = {}
+        torch.manual_seed(0)
+        for i, layer in enumerate(CRITICS[name]()):
+            self.add_module(f"l{i}", layer.module())
+            if layer.kind == "conv":
+                self.sizes[f"l{i}"] = tuple(max(s // shrink, 2 * layer.k) for s in layer.size)  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("name", list(CRITICS))
+def test_steady_state_normalization_has_no_host_sync(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = Stack(name, shrink=4)
+    san = SAN(model, input_sizes=model.sizes, sync_free=True)
+    san.normalize_()  # warm-up: builds the plans (may sync)
+    san.normalize_()
+    counter = count_syncs(san.normalize_, monkeypatch)
+    assert counter.syncs == [] and counter.ops > 0
+    # and the step is exact: every layer ends with constant 1 (independent eager computation)
+    for layer_name, size in model.sizes.items():
+        conv = model.get_submodule(layer_name)
+        value = conv_constant(conv.weight.double(), size, stride=conv.stride, method="fft")
+        assert float(value) == pytest.approx(1.0, abs=1e-5), layer_name
+
+
+def test_the_counter_sees_syncs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The eager path syncs (nonzero/.item() in pruning, the finite checks): the counter must see them."""
+    model = Stack("spade", shrink=4)
+    san = SAN(model, input_sizes=model.sizes, sync_free=False)
+    san.normalize_()
+    counter = count_syncs(san.normalize_, monkeypatch)
+    assert any("nonzero" in s for s in counter.syncs) and any("item" in s or "dense" in s for s in counter.syncs)
+
+
+# ----------------------------------------------------------------------------------------------- exactness
+def weights(kind: str, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    if kind == "gaussian":
+        return torch.randn(shape, generator=g)
+    if kind == "heavy":  # Student-t, 1 degree of freedom: a few huge kernels
+        return torch.distributions.StudentT(1.0).sample(shape) * 0.01 + torch.randn(shape, generator=g) * 1e-4
+    if kind == "lowpass":  # mostly DC: peaks at ω = 0
+        return torch.rand(shape, generator=g) + 0.1 * torch.randn(shape, generator=g)
+    # adversarial: every kernel the same magnitude spectrum (shifted, sign-flipped copies), no kernel prunable
+    base = torch.randn(shape[2:], generator=g)
+    flat = [
+        torch.roll(base, (i % 2, j % 3), dims=(0, 1)) * (-1) ** (i + j)
+        for i in range(shape[0])
+        for j in range(shape[1])
+    ]
+    return torch.stack(flat).reshape(shape)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "heavy", "lowpass", "adversarial"])
+@pytest.mark.parametrize("conv", ["plain", "strided_exact", "dilated"])
+def test_sync_free_constants_are_exact(kind: str, conv: str) -> None:
+    torch.manual_seed(0)
+    layer = {
+        "plain": nn.Conv2d(8, 16, 4),
+        "strided_exact": nn.Conv2d(8, 16, 4, stride=2),
+        "dilated": nn.Conv2d(8, 16, 3, dilation=2),
+    }[conv]
+    size = (96, 80)
+    with torch.no_grad():
+        layer.weight.copy_(weights(kind, tuple(layer.weight.shape), seed=3))
+    model = nn.Sequential(layer)
+    stride_mode = "exact" if conv == "strided_exact" else "paper"
+    kw = dict(stride=layer.stride, dilation=layer.dilation, stride_mode=stride_mode, method="fft")
+    san = SAN(model, input_sizes={"0": size}, sync_free=True, stride_mode=stride_mode)
+    for step in range(3):
+        with torch.no_grad():  # a drifting weight: steps 2 and 3 use the plan made at step 1
+            layer.weight.mul_(1 + torch.rand(layer.weight.shape, generator=torch.Generator().manual_seed(step)) * 0.1)
+        expected = float(conv_constant(layer.weight.double(), size, **kw))
+        got = float(san.normalize_()["0"])
+        assert got == pytest.approx(expected, rel=1e-6), step
+    stats = san.pruning_stats()["0"]
+    assert stats["unverified"] == 0 and stats["total"] == 128
+    if kind == "adversarial":
+        assert stats["evaluated"] == 128  # nothing can be pruned: the plan is the unpruned product
+    elif kind in ("heavy", "lowpass"):
+        assert stats["evaluated"] < 128
+
+
+def test_unverified_pruning_gives_an_upper_bound_and_replans() -> None:
+    """The plan keeps few kernels; then the winner becomes a kernel with a small bound: the step returns a
+    certified upper bound (never below the exact value), counts it, and the next call re-plans and is exact."""
+    torch.manual_seed(0)
+    layer = nn.Conv2d(8, 16, 4)
+    size = (96, 80)
+    with torch.no_grad():
+        layer.weight.copy_(weights("heavy", tuple(layer.weight.shape), seed=4))
+    san = SAN(nn.Sequential(layer), input_sizes={"0": size}, sync_free=True)
+    san.normalize_(force=True)
+    assert san.pruning_stats()["0"]["evaluated"] < 128
+    with torch.no_grad():  # many equal, spread kernels: the kept top-K cannot verify the result
+        layer.weight.copy_(weights("adversarial", tuple(layer.weight.shape), seed=5))
+    expected = float(conv_constant(layer.weight.double(), size, method="fft"))
+    got = float(san.normalize_(force=True)["0"])
+    assert got >= expected * (1 - 1e-6)
+    assert san.pruning_stats()["0"]["unverified"] == 1  # counted, and the layer is re-planned
+    expected = float(conv_constant(layer.weight.double(), size, method="fft"))
+    assert float(san.normalize_(force=True)["0"]) == pytest.approx(expected, rel=1e-6)
+    assert san.pruning_stats()["0"] == {"evaluated": 128, "total": 128, "unverified": 1}
+
+
+@pytest.mark.parametrize("shape", [(1, 300), (300, 1), (7, 5), (100, 512), (64, 64)])
+@pytest.mark.parametrize("module", ["linear", "embedding"])
+def test_sync_free_sigma_matches_svdvals(shape: tuple[int, int], module: str) -> None:
+    torch.manual_seed(1)
+    layer = nn.Linear(shape[1], shape[0]) if module == "linear" else nn.Embedding(*shape)
+    with torch.no_grad():
+        layer.weight.mul_(3.0)
+    expected = float(torch.linalg.svdvals(layer.weight.detach().double())[0])
+    san = SAN(nn.Sequential(layer), sync_free=True)
+    assert float(san.normalize_()["0"]) == pytest.approx(expected, rel=1e-6)
+    assert float(torch.linalg.svdvals(layer.weight.detach().double())[0]) == pytest.approx(1.0, rel=1e-6)
+
+
+def test_sync_free_matches_the_eager_path_step_for_step() -> None:
+    eager, fast = critic(), critic()
+    runs = [SAN(m, example_input=batch(), filter_ratio=0.5, linear_method="power", sync_free=s)
+            for m, s in ((eager, False), (fast, True))]  # fmt: skip
+    for _ in range(3):
+        for model in (eager, fast):
+            with torch.no_grad():
+                model.conv2.weight.mul_(1.5)
+        a, b = (san.normalize_() for san in runs)
+        for name in a:
+            assert float(b[name]) == pytest.approx(float(a[name]), rel=1e-6), name
+    assert runs[0].config["sync_free"] is False and runs[1].sync_free_active()
+
+
+# ----------------------------------------------------------------------------------------------- the guard
+@pytest.mark.parametrize("form", ["rescale", "reparametrize"])
+@pytest.mark.parametrize("where", ["check", "state_dict", "describe"])
+def test_non_finite_weight_is_never_written_and_reported_later(form: str, where: str) -> None:
+    model = critic()
+    san = SAN(model, example_input=batch(), sync_free=True, form=form)
+    san.normalize_()
+    weight = san.layers["conv2"].parametrizations.weight.original if form == "reparametrize" else model.conv2.weight
+    with torch.no_grad():
+        weight.view(-1)[3] = float("nan")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.conv1.weight.mul_(2.0)
+    san.normalize_()  # no error here: the sync-free path does not sync
+    after = model.state_dict()
+    for key in before:
+        if key.startswith("conv2."):
+            torch.testing.assert_close(after[key], before[key], rtol=0, atol=0, equal_nan=True, msg=key)
+    assert int(torch.isnan(weight).sum()) == 1  # the NaN is the one put there, nothing more
+    message = r"^SAN: layers \['conv2'\] had NaN/Inf weights at a sync-free normalization; those layers were left"
+    with pytest.raises(ValueError, match=message):
+        getattr(san, where)()
+    san.check()  # reported once
+    # the other layers were normalized (conv1.weight is the effective weight in both forms)
+    assert float(conv_constant(model.conv1.weight, (8, 8))) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_overflowing_constant_is_guarded_and_reported() -> None:
+    model = critic()
+    san = SAN(model, example_input=batch(), sync_free=True)
+    san.normalize_()
+    with torch.no_grad():
+        model.conv2.weight.fill_(3e38)
+    san.normalize_()
+    assert bool((model.conv2.weight == 3e38).all())
+    with pytest.raises(ValueError, match=r"^SAN: NaN/Inf constant for layers \['conv2'\] \(overflow\?\) at a sync"):
+        san.check()
+
+
+def test_first_call_checks_eagerly_and_cpu_default_is_eager() -> None:
+    model = critic()
+    san = SAN(model, example_input=batch(), sync_free=True)
+    with torch.no_grad():
+        model.conv1.weight.view(-1)[0] = float("inf")
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(ValueError, match=r"^SAN: layers \['conv1'\] have NaN/Inf weights; nothing was changed$"):
+        san.normalize_()  # the warm-up call syncs anyway: it refuses at once
+    for key, value in before.items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0, equal_nan=True)
+    assert san.calls == 0
+    assert not SAN(critic(), example_input=batch()).sync_free_active()  # CPU weights, sync_free=None: eager
+
+
+# ------------------------------------------------------------------------------------------ compile / graph
+def test_compiled_step_fullgraph_matches_the_eager_step() -> None:
+    models = [critic(), critic()]
+    sans = [SAN(m, example_input=batch(), sync_free=True, compile_step=c) for m, c in zip(models, (False, True))]
+    for _ in range(2):
+        for model in models:
+            with torch.no_grad():
+                model.conv2.weight.mul_(1.5)
+        a, b = (san.normalize_() for san in sans)
+        for name in a:
+            assert float(b[name]) == pytest.approx(float(a[name]), rel=1e-6), name
+    assert sans[1]._engine._compiled is not None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CRITICS))
+def test_compiled_step_on_the_benchmark_critics(name: str) -> None:
+    model = Stack(name, shrink=4)
+    san = SAN(model, input_sizes=model.sizes, sync_free=True, compile_step=True)
+    for _ in range(2):
+        san.normalize_()
+    for layer_name, size in model.sizes.items():
+        conv = model.get_submodule(layer_name)
+        assert float(conv_constant(conv.weight, size, stride=conv.stride)) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_option_errors() -> None:
+    with pytest.raises(ValueError, match=r"^SAN: expected sync_free to be None or a bool, got 'yes'$"):
+        SAN(critic(), sync_free="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"need sync_free=None or True$"):
+        SAN(critic(), sync_free=False, compile_step=True)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"^SAN: cuda_graph=True needs CUDA, but torch.cuda.is_available\(\)"):
+            SAN(critic(), cuda_graph=True)
+
+
+@pytest.mark.gpu
+def test_cuda_graph_replays_exact_constants_without_syncs() -> None:
+    model = Stack("sngan_cnn", shrink=1).cuda()
+    san = SAN(model, input_sizes=model.sizes, cuda_graph=True)
+    reference = copy.deepcopy(model).cpu()
+    ref_san = SAN(reference, input_sizes=model.sizes, sync_free=False)
+    for _ in range(3):  # warm-up, capture, replay
+        for m in (model, reference):
+            with torch.no_grad():
+                m.l1.weight.mul_(1.5)
+        got, expected = san.normalize_(), ref_san.normalize_()
+        for name in expected:
+            assert float(got[name]) == pytest.approx(float(expected[name]), rel=1e-5), name
+    assert san._engine._graph is not None
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        san.normalize_()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
