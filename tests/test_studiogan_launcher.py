@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 
 import pytest
@@ -17,10 +18,40 @@ def studiogan():
 
 def test_launcher_rejects_a_missing_checkout(tmp_path, capsys, monkeypatch):
     assert launcher.main(["--studiogan-root", str(tmp_path), "--", "-t"]) == 2
-    assert "expected a POSTECH-CVLab/PyTorch-StudioGAN checkout" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("san_studiogan: error: expected a POSTECH-CVLab/PyTorch-StudioGAN")
     monkeypatch.delenv("SAN_STUDIOGAN_ROOT", raising=False)
     assert launcher.main(["--", "-t"]) == 2
-    assert "pass --studiogan-root or set SAN_STUDIOGAN_ROOT" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["san_studiogan: error: no StudioGAN checkout: pass --studiogan-root or set SAN_STUDIOGAN_ROOT"]
+
+
+def test_launcher_runs_the_compat_step_before_importing_studiogan(tmp_path, monkeypatch):
+    """The torchvision/NumPy fixes run before StudioGAN's modules are imported (they import torchvision)."""
+    for name in ("main.py", "config.py", "loader.py", "models/model.py"):
+        (tmp_path / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "src" / name).write_text("")
+    calls: list[str] = []
+    monkeypatch.setattr(launcher, "ensure_torchvision_importable", lambda: calls.append("torchvision"))
+    monkeypatch.setattr(launcher, "ensure_numpy_aliases", lambda: calls.append("numpy"))
+
+    def import_studiogan(root):
+        calls.append("import")
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(launcher, "import_studiogan", import_studiogan)
+    with pytest.raises(RuntimeError, match="stop here"):
+        launcher.main(["--studiogan-root", str(tmp_path), "--dry-run", "--", "-cfg", "x.yaml"])
+    assert calls == ["numpy", "torchvision", "import"]
+
+
+def test_real_dry_run_in_a_fresh_process(studiogan):
+    """``python -m san_studiogan ... --dry-run`` exactly as the README runs it: no fixes applied by the tests."""
+    cfg = str(CONFIGS / "SNGAN-SAN.yaml")
+    command = [sys.executable, "-m", "san_studiogan", "--studiogan-root", ROOT, "--dry-run", "--", "-cfg", cfg]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "11 layers" in run.stdout and "torchvision::nms" not in run.stderr
 
 
 def test_real_dry_run_launcher(studiogan, capsys):

@@ -20,12 +20,12 @@ def studiogan_src(root: Optional[Union[str, os.PathLike]] = None) -> Path:
     if root is None:
         root = os.environ.get(ENV_ROOT)
         if not root:
-            raise FileNotFoundError(f"san_studiogan: no StudioGAN checkout: pass --studiogan-root or set {ENV_ROOT}")
+            raise FileNotFoundError(f"no StudioGAN checkout: pass --studiogan-root or set {ENV_ROOT}")
     src = Path(root).expanduser().resolve() / "src"
     missing = [name for name in ("main.py", "config.py", "loader.py", "models/model.py") if not (src / name).is_file()]
     if missing:
         raise FileNotFoundError(
-            f"san_studiogan: expected a POSTECH-CVLab/PyTorch-StudioGAN checkout at {Path(root)} "
+            f"expected a POSTECH-CVLab/PyTorch-StudioGAN checkout at {Path(root)} "
             f"(with src/main.py, src/config.py, src/loader.py, src/models/model.py); missing {', '.join(missing)}"
         )
     return src

@@ -4,7 +4,9 @@ Installs the SAN patches into the checkout's modules, then runs its ``src/main.p
 with the given arguments (``-t -cfg CONFIG.yaml -data DIR -save DIR ...``), exactly as
 ``python src/main.py ...`` would. DDP workers that ``main.py`` spawns re-apply the patches when
 they unpickle the configuration. ``--dry-run`` (no GPU needed) reads the config, builds D on the
-CPU and lists the layers SAN normalizes with their constants, then exits.
+CPU and lists the layers SAN normalizes with their constants, then exits. Before StudioGAN is
+imported, the launcher runs the shared compat step (:mod:`san_compat`: PyPI torchvision beside a CPU
+torch, NumPy 2's removed aliases), as the SPADE and BigGAN launchers do.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import runpy
 import sys
 from collections.abc import Sequence
 from typing import Optional
+
+from san_compat import ensure_numpy_aliases, ensure_torchvision_importable
 
 from .host import ENV_ROOT, import_studiogan, studiogan_src
 from .options import SANConfigError
@@ -73,6 +77,14 @@ def dry_run(main_args: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _error(err: BaseException) -> int:
+    """One line on stderr, ``san_studiogan: error: <message>`` (without repeating the prefix); returns 2."""
+    message = str(err)
+    message = message[len("san_studiogan: ") :] if message.startswith("san_studiogan: ") else message
+    print(f"san_studiogan: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the exit status (2 with one line on stderr for bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -85,8 +97,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         src = studiogan_src(args.studiogan_root)
     except FileNotFoundError as err:
-        print(f"san_studiogan: error: {err}", file=sys.stderr)
-        return 2
+        return _error(err)
+    ensure_numpy_aliases()
+    ensure_torchvision_importable()  # before StudioGAN's modules import torchvision
     install(*import_studiogan(src.parent))
     try:
         if args.dry_run:
@@ -98,6 +111,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         finally:
             sys.argv = saved_argv
     except SANConfigError as err:
-        print(f"san_studiogan: error: {err}", file=sys.stderr)
-        return 2
+        return _error(err)
     return 0

@@ -15,6 +15,8 @@
   GradScaler-skipped steps excluded); the object is kept as ``cfgs.OPTIMIZATION.d_san``.
 - ``utils.misc.save_model`` / ``utils.ckpt.load_ckpt``: SAN's state travels in D's checkpoint
   and is restored on resume, SN checkpoints load into a SAN D (:mod:`san_studiogan.checkpoint`).
+- ``worker.WORKER.log_train_statistics`` (once ``loader`` imported it): SAN's per-layer constants go
+  to StudioGAN's logger and wandb (:mod:`san_studiogan.worker_log`).
 
 ``MODULES.d_san`` is pickled with ``cfgs`` into StudioGAN's spawned DDP workers; unpickling it
 calls :func:`restore_options`, which re-applies :func:`install` in that worker.
@@ -39,6 +41,7 @@ from . import checkpoint
 from .builders import d_builders
 from .host import host_entry, sibling_module
 from .options import DEFAULTS, SANOptions, check_yaml_keys, parse_options
+from .worker_log import wrap_log_train_statistics
 
 _MARK = "__san_studiogan_original__"
 #: ``(owner, attribute, original, owner had it in its own __dict__)`` for every installed wrapper.
@@ -108,7 +111,7 @@ def install(
         (cls, "load_base_cfgs", _wrap_load_base_cfgs),
         (cls, "_overwrite_cfgs", _wrap_overwrite_cfgs),
         (cls, "define_modules", functools.partial(_wrap_define_modules, cls=cls)),
-        (cls, "define_optimizer", _wrap_define_optimizer),
+        (cls, "define_optimizer", functools.partial(_wrap_define_optimizer, cls=cls)),
         (model_module, "load_generator_discriminator", _wrap_loader),
     ]
     if ckpt_module is not None:
@@ -224,7 +227,19 @@ def _wrap_loader(original: Callable) -> Callable:
     return load_generator_discriminator
 
 
-def _wrap_define_optimizer(original: Callable) -> Callable:
+def _install_worker_logging(cls: type) -> None:
+    """Wrap StudioGAN's ``WORKER.log_train_statistics`` (the host's own ``worker`` module, if imported)."""
+    entry = _HOSTS.get(cls, (None,) * 5)[2]
+    worker = sys.modules.get("worker")
+    if entry is None or worker is None or host_entry(worker) != entry:
+        return
+    WORKER = getattr(worker, "WORKER", None)
+    current = WORKER.__dict__.get("log_train_statistics") if isinstance(WORKER, type) else None
+    if callable(current) and not hasattr(current, _MARK):
+        _replace(WORKER, "log_train_statistics", wrap_log_train_statistics(current, getattr(worker, "wandb", None)))
+
+
+def _wrap_define_optimizer(original: Callable, cls: type) -> Callable:
     @functools.wraps(original)
     def define_optimizer(self: Any, Gen: nn.Module, Dis: nn.Module) -> Any:
         result = original(self, Gen, Dis)
@@ -241,6 +256,7 @@ def _wrap_define_optimizer(original: Callable) -> Callable:
                 image_shape=(self.DATA.img_channels, self.DATA.img_size, self.DATA.img_size),
                 run_seed=getattr(self.RUN, "seed", None),
             )
+            _install_worker_logging(cls)
         return result
 
     return define_optimizer

@@ -103,7 +103,7 @@ def real_host() -> Iterator[tuple[ModuleType, ModuleType]]:
         pytest.skip("SAN_STUDIOGAN_ROOT is not set: point it at a POSTECH-CVLab/PyTorch-StudioGAN checkout")
     missing = [m for m in HOST_DEPS if importlib.util.find_spec(m) is None]
     if missing:
-        pytest.skip(f"StudioGAN's modules need: pip install {' '.join(missing)}")
+        pytest.skip(f"StudioGAN's modules need {' '.join(missing)}: pip install -e '.[studiogan]'")
     saved_path, had_pkg_resources = list(sys.path), "pkg_resources" in sys.modules
     saved = {n: m for n, m in sys.modules.items() if n.split(".")[0] in HOST_NAMES}
     for name in saved:
