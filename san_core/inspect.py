@@ -5,6 +5,10 @@ Example::
     python -m san_core.inspect --critic mypkg.models:Critic --kwargs '{"ch": 128}' \\
         --checkpoint D.pt --batches mypkg.data:real_batches --gain-from-sparsity --gains-out gains.json
 
+Also installed as ``san-inspect``. Modules named by ``--critic``/``--batches`` are imported with the
+current directory first on the import path, as ``python -m`` does, so ``san-inspect --critic
+mycritic:Critic`` works from the folder holding ``mycritic.py``.
+
 ``--batches module:callable`` is called with no arguments and must return an iterable of batches; a
 tensor is passed as ``critic(x)``, a tuple/list as ``critic(*batch)``, a dict as ``critic(**batch)``.
 Sparsity is a property of the data: use real images and a trained critic (random inputs or a fresh
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 from collections.abc import Iterable, Sequence
@@ -218,9 +223,18 @@ def _gains(layers: Sequence[LayerReport]) -> dict[str, float]:
     return gain_from_sparsity(density, caps)
 
 
+def program_name(argv0: Optional[str] = None) -> str:
+    """How the tool was invoked: ``san-inspect`` (the console script, any name it was installed under) or
+    ``python -m san_core.inspect`` (``sys.argv[0]`` is then this file's path)."""
+    base = os.path.basename(sys.argv[0] if argv0 is None else argv0)
+    if not base or base.endswith((".py", ".pyc")) or base in ("-c", "-m", "__main__"):
+        return "python -m san_core.inspect"
+    return base[: -len(".exe")] if base.endswith(".exe") else base
+
+
 def _parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m san_core.inspect", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=program_name(), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--critic", required=True, help="module.path:ClassOrFactory (or a module instance)")
     p.add_argument("--kwargs", default="{}", help="JSON object of keyword arguments for the class/factory")
@@ -244,6 +258,8 @@ def _parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = _parse_args(argv)
+    if os.getcwd() not in sys.path and "" not in sys.path:  # as `python -m` does: the current folder first
+        sys.path.insert(0, os.getcwd())
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -268,7 +284,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             max_batches=args.max_batches, gains=args.gain_from_sparsity or bool(args.gains_out), float64=args.float64,
         )  # fmt: skip
     except (ValueError, TypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{program_name()}: error: {exc}", file=sys.stderr)
         return 2
     print(report.table())
     if args.json:
