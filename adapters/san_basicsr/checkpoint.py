@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Optional
 
@@ -36,10 +37,9 @@ def san_path(net_d_path: str) -> str:
     return f"{root}_san{ext or '.pth'}"
 
 
-def _logger() -> Any:
-    from basicsr.utils import get_root_logger
-
-    return get_root_logger()
+def _logger() -> logging.Logger:
+    """BasicSR's logger, without initializing it (``get_root_logger()`` would, and BasicSR's log file would be lost)."""
+    return logging.getLogger("basicsr")
 
 
 def convert_spectral_norm_on_load(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:

@@ -22,6 +22,7 @@ prints (and sends to TensorBoard) every ``logger.print_freq`` iterations. Models
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os.path as osp
 from typing import Any, Callable, Optional
 
@@ -51,10 +52,9 @@ class SANBinding:
         self.handle.remove()
 
 
-def _logger() -> Any:
-    from basicsr.utils import get_root_logger
-
-    return get_root_logger()
+def _logger() -> logging.Logger:
+    """BasicSR's logger, without initializing it (``get_root_logger()`` would, and BasicSR's log file would be lost)."""
+    return logging.getLogger("basicsr")
 
 
 def attach_to_model(model: Any) -> Optional[SANBinding]:
