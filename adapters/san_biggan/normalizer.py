@@ -6,8 +6,11 @@ for an fp16 D. Two BigGAN specifics on top of ``san_core``:
 
 - the constant each layer was divided by is written into its ``sv0`` buffer (``utils.get_SVs`` logs it);
 - ``Adam16`` keeps an fp32 master copy of each fp16 weight (``state["fp32_p"]``) and overwrites the
-  weight from it at its next step, so the master is divided by the same constant and the fp16 weight
-  re-cast from it; without this SAN's rescale would be undone one step later.
+  weight from it at its next step. So for such layers the constant is computed from the master (the
+  fp16 weight is its rounding: its constant is off by up to ~1e-3), the master is divided by it in place,
+  and the fp16 weight is re-cast from the master; the masters then sit at 1 to float32 precision.
+  (During the call the Parameter's ``.data`` is the master; on CUDA this makes san_core's sync-free
+  step re-plan those layers at every call, since their dtype changes, which is correct but not sync-free.)
 """
 
 from __future__ import annotations
@@ -103,26 +106,37 @@ class BigGANSAN:
         return handle
 
     def normalize_(self, *, force: bool = False) -> dict[str, Tensor]:
-        """:meth:`san_core.SAN.normalize_`, then sync Adam16 masters and write ``sv0``; returns constants."""
-        constants = self.san.normalize_(force=force)
-        if constants:
-            self._after_rescale(constants)
+        """:meth:`san_core.SAN.normalize_` on the Adam16 masters where there are any, then re-cast the fp16
+        weights from them and write ``sv0``; returns the constants."""
+        masters = self._masters()
+        low_precision: dict[str, Tensor] = {}
+        with torch.no_grad():
+            for name, master in masters.items():  # SAN computes the master's constant and divides the master
+                weight = self.san.layers[name].weight
+                low_precision[name], weight.data = weight.data, master
+        try:
+            constants = self.san.normalize_(force=force)
+        finally:
+            with torch.no_grad():
+                for name, data in low_precision.items():
+                    self.san.layers[name].weight.data = data
+                    data.copy_(masters[name])
+        for name, constant in constants.items():
+            self.san.layers[name].record_constant_(constant)  # type: ignore[operator]
         return constants
 
-    def _after_rescale(self, constants: dict[str, Tensor]) -> None:
-        eps = self.san.config["eps"]
-        with torch.no_grad():
-            for name, constant in constants.items():
-                layer = self.san.layers[name]
-                weight = layer.weight
-                for optimizer in self.optimizers:
-                    state = optimizer.state.get(weight)
-                    for key in MASTER_COPY_KEYS:
-                        master = state.get(key) if state else None
-                        if isinstance(master, Tensor) and master.shape == weight.shape and master is not weight:
-                            master.div_(constant.clamp_min(eps).to(master.device, master.dtype))
-                            weight.copy_(master)
-                layer.record_constant_(constant)  # type: ignore[operator]
+    def _masters(self) -> dict[str, Tensor]:
+        """``{layer: fp32 master copy}`` for the SAN layers whose weight an attached optimizer keeps one of."""
+        out = {}
+        for name, layer in self.san.layers.items():
+            weight = layer.weight
+            for optimizer in self.optimizers:
+                state = optimizer.state.get(weight)
+                for key in MASTER_COPY_KEYS:
+                    master = state.get(key) if state else None
+                    if isinstance(master, Tensor) and master.shape == weight.shape and master is not weight:
+                        out[name] = master
+        return out
 
     @contextmanager
     def restoring(self) -> Iterator[None]:
