@@ -112,6 +112,26 @@ def test_official_sn_checkpoint_loads_into_the_san_arch() -> None:
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), net.state_dict().values()))
 
 
+def test_official_sn_checkpoint_loads_into_the_reparametrized_form() -> None:
+    import inspect
+
+    from san_core import SAN
+
+    if "form" not in inspect.signature(SAN).parameters:
+        pytest.skip("this san_core has no form= option")
+    torch.manual_seed(0)
+    state = UNetDiscriminatorSN(3, num_feat=8).state_dict()
+    net = build_network(
+        {"type": "UNetDiscriminatorSAN", "num_in_ch": 3, "num_feat": 8, "san": {"form": "reparametrize"}}
+    )
+    net.load_state_dict(state, strict=True)
+    for i in range(1, 9):
+        assert torch.equal(getattr(net, f"conv{i}").parametrizations.weight.original, state[f"conv{i}.weight_orig"])
+    net(torch.rand(1, 3, 32, 32))  # W / s: every SAN layer's effective weight has constant 1 after its first forward
+    for name, layer in net.san.layers.items():
+        assert fx.one_sparse_gain(layer, net.san.input_sizes[name]) == pytest.approx(1.0, rel=1e-5), name
+
+
 @pytest.mark.parametrize(
     ("block", "message"),
     [

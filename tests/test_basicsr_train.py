@@ -10,6 +10,7 @@ uses ``high_order_degradation: false`` with paired data (the degradation pipelin
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ if not MISSING:
     from san_basicsr import patch
     from san_basicsr.launcher import main
     from standins import basicsr_fixtures as fx
+
+    from san_core import SAN
 
 VGG_D = {"type": "VGGStyleDiscriminatorSAN", "num_in_ch": 3, "num_feat": 8}
 UNET_D = {"type": "UNetDiscriminatorSAN", "num_in_ch": 3, "num_feat": 8, "skip_connection": True}
@@ -98,8 +101,12 @@ def _assert_g_untouched(model: Any) -> None:
     assert not model.optimizer_g._optimizer_step_post_hooks
 
 
-def test_esrgan_model_san_once_per_d_step(data: Path, probe: dict[str, Any], tmp_path: Path) -> None:
-    opt = fx.options(data, name="esrgan", model_type="ESRGANModel", network_d=VGG_D, total_iter=3, save_freq=2)
+@pytest.mark.parametrize("form", ["rescale", "reparametrize"])
+def test_esrgan_model_san_once_per_d_step(data: Path, probe: dict[str, Any], tmp_path: Path, form: str) -> None:
+    if form != "rescale" and "form" not in inspect.signature(SAN).parameters:
+        pytest.skip("this san_core has no form= option")
+    d = {**VGG_D, "san": {"form": form}} if form != "rescale" else VGG_D
+    opt = fx.options(data, name="esrgan", model_type="ESRGANModel", network_d=d, total_iter=3, save_freq=2)
     _run(tmp_path, opt)
     (model,) = probe["models"]
     assert type(model).__name__ == "ESRGANModel"

@@ -34,16 +34,8 @@ from san_core import SAN
 
 __all__ = ["KEYS", "SANOptionError", "SANOptions", "check_network_d", "parse_san_block"]
 
-#: The ``san:`` keys handed to :class:`san_core.SAN` (when it takes them) and their defaults.
-_SAN_KWARGS: dict[str, Any] = {
-    "interval": 1,
-    "filter_ratio": 1.0,
-    "gain": None,
-    "stride_mode": "paper",
-    "seed": 0,
-    "form": "rescale",
-    "sync_free": False,
-}
+#: The ``san:`` keys handed to :class:`san_core.SAN` when it takes them (defaults: SAN's own).
+_SAN_KWARGS = ("interval", "filter_ratio", "gain", "stride_mode", "seed", "form", "sync_free")
 _OWN: dict[str, Any] = {"targets": None, "exclude": None, "circular_padding": True, "log_constants": True}
 KEYS = (*_OWN, *_SAN_KWARGS)
 
@@ -52,9 +44,10 @@ class SANOptionError(ValueError):
     """A ``network_d.san`` option is invalid; the message is one line naming the key, what was expected and got."""
 
 
-def _supported() -> set[str]:
+def _defaults() -> dict[str, Any]:
+    """``{key: SAN's default}`` for the keys of :data:`_SAN_KWARGS` that the installed ``SAN`` takes."""
     params = inspect.signature(SAN).parameters
-    return {k for k in _SAN_KWARGS if k in params}
+    return {k: params[k].default for k in _SAN_KWARGS if k in params}
 
 
 def _patterns(where: str, key: str, value: Any) -> Optional[tuple[str, ...]]:
@@ -88,8 +81,8 @@ def parse_san_block(block: Any, where: str = "network_d.san") -> SANOptions:
         block = {}
     if not isinstance(block, Mapping):
         raise SANOptionError(f"{where}: expected a mapping of SAN options, got {block!r}")
-    supported = _supported()
-    known = [*_OWN, *[k for k in _SAN_KWARGS if k in supported]]
+    defaults = _defaults()
+    known = [*_OWN, *defaults]
     for key in block:
         if key not in known:
             if key in _SAN_KWARGS:
@@ -100,7 +93,7 @@ def parse_san_block(block: Any, where: str = "network_d.san") -> SANOptions:
     for key in ("circular_padding", "log_constants"):
         if key in block and not isinstance(block[key], bool):
             raise SANOptionError(f"{where}.{key}: expected true or false, got {block[key]!r}")
-    san_kwargs = {k: block.get(k, _SAN_KWARGS[k]) for k in _SAN_KWARGS if k in supported}
+    san_kwargs = {k: block.get(k, default) for k, default in defaults.items()}
     try:  # san_core's own checks and messages, on a throwaway layer
         SAN(nn.Sequential(nn.Linear(1, 1)), **san_kwargs).remove()
     except (ValueError, TypeError) as err:
