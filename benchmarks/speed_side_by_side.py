@@ -68,10 +68,17 @@ class Bench:
         self.opt.step()
 
     def timed(self, fn: Callable[[], Any], device: torch.device) -> float:
-        _measure.sync(device)
+        """Milliseconds of ``fn()``: CUDA events on a GPU (device time between the two records), else wall time."""
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize(device)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return float(start.elapsed_time(end))
         t0 = time.perf_counter()
         fn()
-        _measure.sync(device)
         return 1e3 * (time.perf_counter() - t0)
 
     def per_step_ms(self) -> float:
@@ -81,8 +88,21 @@ class Bench:
         return step
 
 
-def bench_critic(name: str, device: torch.device, batch: int, rounds: int, treatments: list[str]) -> dict[str, Any]:
-    make, shape, *_ = CRITICS[name]
+def bench_critic(
+    name: str,
+    device: torch.device,
+    batch: int,
+    rounds: int,
+    treatments: list[str],
+    shape: tuple[int, ...] | None = None,
+    deadline: float | None = None,
+    profile_memory: bool = True,
+) -> dict[str, Any]:
+    """Interleaved timing of ``treatments`` on critic ``name`` (``shape``: input without batch, default the
+    critic's own); stops after the round in which ``time.perf_counter()`` passes ``deadline`` (≥ 1 round);
+    ``profile_memory=False`` skips the (slow on CPU) peak-memory step (``mib`` is then ``None``)."""
+    make, default_shape, *_ = CRITICS[name]
+    shape = shape or default_shape
     torch.manual_seed(0)
     base = make().to(device)
     real = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(1)).to(device)
@@ -91,7 +111,7 @@ def bench_critic(name: str, device: torch.device, batch: int, rounds: int, treat
     memory = {}
     for key, b in benches.items():
         b.step()  # warm-up (SAN's first-forward rescale, allocator, caches)
-        _, memory[key] = _measure.peak_extra_mib(b.step, device)
+        memory[key] = _measure.peak_extra_mib(b.step, device)[1] if profile_memory else None
     bar = _measure.Progress(rounds)
     for r in range(rounds):
         for b in benches.values():
@@ -103,6 +123,8 @@ def bench_critic(name: str, device: torch.device, batch: int, rounds: int, treat
             else:
                 b.times.append(b.timed(b.step, device))
         bar.step(f"{name} round {r + 1}/{rounds}")
+        if deadline is not None and time.perf_counter() > deadline:
+            break
     bar.close()
     none_ms = benches["none"].per_step_ms() if "none" in benches else None
     out = {}

@@ -130,8 +130,13 @@ def train_run(
     device: torch.device,
     max_steps: Optional[int] = None,
     keep_models: bool = False,
+    deadline: Optional[float] = None,
+    on_eval: Optional[Callable[[dict[str, Any]], None]] = None,
 ) -> dict[str, Any]:
-    """Train (or resume, or skip when finished) one run; returns its result dict (``finished`` False if stopped)."""
+    """Train (or resume, or skip when finished) one run; returns its result dict (``finished`` False if stopped).
+
+    ``deadline`` (a ``time.perf_counter()`` value): stop at the first step that ends after it, evaluate there
+    and checkpoint; ``on_eval(result so far)`` is called after every evaluation (partial results as it goes)."""
     files = RunFiles(spec.run_dir(root), spec.config(net.key, data.name))
     done = files.finished()
     if done is not None:
@@ -163,6 +168,8 @@ def train_run(
             hist["layer_gains"].append({"step": at, **(run.treat.refresh_gains(probe) or {})})
         hist["effective_constants"].append({"step": at, "values": run.treat.effective_constants()})
         elapsed["eval_s"] += time.perf_counter() - t0
+        if on_eval is not None:
+            on_eval({**summarize(spec, net, hist, mem, elapsed, at), "config_hash": files.hash})
 
     if step == 0 and 0 in evals and not hist["eval"]:
         evaluate(0)
@@ -184,8 +191,11 @@ def train_run(
         elapsed["cpu_s"] += time.process_time() - t_cpu
         if step % spec.log_every == 0 or step == spec.steps:
             hist["loss"].append({"step": step, "d": statistics.fmean(d_losses), "g": g_loss})
-        if step in evals:
+        timed_out = deadline is not None and time.perf_counter() > deadline and step < stop
+        if step in evals or (timed_out and hist["eval"][-1]["step"] != step):
             evaluate(step)
+        if timed_out:
+            stop = step
         if step % spec.ckpt_every == 0 or step == stop:
             state = {"run": run.state_dict(), "sampler": sampler.state_dict(), "step": step, "history": hist,
                      "memory": mem, "elapsed": elapsed}  # fmt: skip

@@ -1,0 +1,175 @@
+"""``python -m benchmarks.gpu [--smoke] [--out DIR]`` and ``python -m benchmarks.gpu prepare``.
+
+The full run is designed for one H200 with 16 CPU cores: by default it ends within ``--budget-minutes 9.3``
+(correctness ≤ 1.25 min, speed ≤ 1.25 min, quality with the rest, minus a reserve for the report), under the
+device tool's 10-minute cap per command. ``--smoke`` runs the same pipeline on the CPU in ≤ 3 min (2 cores):
+tiny widths, batches, budgets. At most 8 files go to ``--out`` (default ``$OUT`` when set, else
+``benchmarks/out/gpu/``): ``gpu_report.md``, ``gpu_results.json``, ``quality.png``, ``speed.png``,
+``pytest_gpu.log``, ``worker_logs.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+
+from .. import _measure
+from ..gan.checkpoint import atomic_json
+from . import correctness, prepare, quality, report, speed
+
+REPO = Path(__file__).resolve().parents[2]
+PROG = "python -m benchmarks.gpu"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
+
+
+def default_out() -> Path:
+    return Path(os.environ["OUT"]) if os.environ.get("OUT") else REPO / "benchmarks" / "out" / "gpu"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = _Parser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--smoke", action="store_true", help="the whole pipeline on the CPU in ≤ 3 min (2 cores)")
+    p.add_argument("--out", type=Path, help="output folder (default $OUT, else benchmarks/out/gpu)")
+    p.add_argument("--data-dir", type=Path, default=prepare.DEFAULT_DEST, help="what `prepare` wrote")
+    p.add_argument("--device", help="default cuda (cpu with --smoke)")
+    p.add_argument("--budget-minutes", type=float, help="whole run, wall clock (default 9.3; smoke 2.7)")
+    p.add_argument("--correctness-minutes", type=float, help="stage (a) cap (default 1.25)")
+    p.add_argument("--speed-minutes", type=float, help="stage (b) cap (default 1.25)")
+    p.add_argument("--quality-minutes", type=float, help="stage (c) cap (default: what the budget leaves)")
+    p.add_argument("--seeds", default="0,1", help="quality seeds (≥ 2 for a spread)")
+    p.add_argument("--procs", type=int, help="quality runs trained at once (default: all of them)")
+    p.add_argument("--n-eval", type=int, help="samples per quality evaluation (default 5000; smoke 64)")
+    p.add_argument("--eval-every", type=int, help="G steps between evaluations (default 1000; smoke 5)")
+    p.add_argument("--gpu-tests", default=None, help="paths for `pytest -m gpu` (default tests; smoke: one file)")
+    p.add_argument("--skip", default="", help="comma-separated stages to skip: correctness,speed,quality")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_worker":
+        return quality.worker_main(argv[1:])
+    if argv and argv[0] == "prepare":
+        return prepare_main(argv[1:])
+    args = parse_args(argv)
+    t0 = time.perf_counter()
+    smoke = args.smoke
+    device = torch.device(args.device or ("cpu" if smoke else "cuda"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print(f"{PROG}: no CUDA device here; use --smoke (CPU) or --device cpu", file=sys.stderr)
+        return 2
+    try:
+        data, clf_path, data_meta = prepare.load_prepared(args.data_dir)
+    except FileNotFoundError as err:
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return 2
+    out = args.out or default_out()
+    out.mkdir(parents=True, exist_ok=True)
+    budget = 60 * (args.budget_minutes or (2.7 if smoke else 9.3))
+    end = t0 + budget
+    results: dict[str, Any] = {"meta": {
+        "command": f"{PROG} " + shlex.join(argv), "commit": _measure.git_commit(), "torch": torch.__version__,
+        "cuda": torch.version.cuda, "device": _measure.device_name(device), "smoke": smoke, "budget_s": budget,
+        "cpu_cores": os.cpu_count(), "data": data_meta,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }}  # fmt: skip
+    skip = set(filter(None, args.skip.split(",")))
+
+    def record(stage: str, value: Any) -> None:
+        results[stage] = value
+        results["meta"]["elapsed_s"] = round(time.perf_counter() - t0, 1)
+        atomic_json(results, out / "gpu_results.json")
+
+    def left() -> float:
+        return end - time.perf_counter()
+
+    reserve = 15.0 if smoke else 25.0  # report + plots
+    if "correctness" not in skip:
+        cap = 60 * (args.correctness_minutes or (0.4 if smoke else 1.25))
+        paths = shlex.split(args.gpu_tests) if args.gpu_tests else (["tests/test_benchmarks_gpu.py"] if smoke
+                                                                    else ["tests"])  # fmt: skip
+        print(f"{PROG}: (a) correctness, ≤ {cap:.0f} s", file=sys.stderr, flush=True)
+        record("correctness", correctness.run(device, paths, min(cap, left()) - 10, out / "pytest_gpu.log"))
+    if "speed" not in skip:
+        cap = min(60 * (args.speed_minutes or (0.5 if smoke else 1.25)), left() - reserve)
+        print(f"{PROG}: (b) speed, ≤ {cap:.0f} s", file=sys.stderr, flush=True)
+        speed.run(device, smoke, cap, 1 if smoke else 15, lambda part: record("speed", part))
+    if "quality" not in skip:
+        cap = left() - reserve
+        if args.quality_minutes:
+            cap = min(cap, 60 * args.quality_minutes)
+        print(f"{PROG}: (c) quality, ≤ {cap:.0f} s", file=sys.stderr, flush=True)
+        run_quality(args, device, smoke, data, clf_path, data_meta, cap, lambda part: record("quality", part))
+    report.write(out, results)
+    results["meta"]["elapsed_s"] = round(time.perf_counter() - t0, 1)
+    atomic_json(results, out / "gpu_results.json")
+    print(f"{PROG}: done in {results['meta']['elapsed_s']:.0f} s; {out}/gpu_report.md", file=sys.stderr)
+    return 0
+
+
+def run_quality(args, device, smoke, data, clf_path, data_meta, budget_s, record) -> None:  # type: ignore[no-untyped-def]
+    """Reference statistics once (all carried images), then the concurrent workers."""
+    import numpy as np
+
+    from ..gan.classifier import load_classifier
+    from ..gan.collapse import pixel_std
+    from ..gan.metrics import FeatureNet, reference_stats
+
+    seeds = [int(s) for s in args.seeds.split(",")]
+    q = quality.QualityConfig(seeds=seeds, procs=args.procs or 8)
+    if smoke:
+        q = quality.QualityConfig(seeds=seeds, batch=8, g_ch=64, d_ch=16, eval_every=5, n_eval=64, eval_batch=64,
+                                  max_steps=10, procs=args.procs or 4, log_every=1)  # fmt: skip
+    q.n_eval, q.eval_every = args.n_eval or q.n_eval, args.eval_every or q.eval_every
+    clf = data_meta["classifier"]
+    names = {"metric_key": f"clf-{clf}", "fid_name": f"classifier-FID ({clf})", "is_name": f"classifier-IS ({clf})"}
+    work = Path(tempfile.mkdtemp(prefix="san_gpu_quality_"))
+    try:
+        model = load_classifier(clf_path, "resnet20").to(device)
+        net = FeatureNet(names["metric_key"], names["fid_name"], names["is_name"], model.features, model)
+        ref = reference_stats(net, data.x, data.name, len(data), work, device, 500)
+        ref_path = work / "ref.npz"
+        np.savez(ref_path, **ref)
+        del model, net
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        real_std = pixel_std(data.x[:10_000].float() / 255)
+        quality.run(device, args.data_dir, work, q, budget_s, names, ref_path,
+                    lambda part: record({**part, "real_pixel_std": real_std}),
+                    poll_s=1.0 if smoke else 5.0)  # fmt: skip
+    except Exception as err:  # recorded; the report is still written
+        record({"status": f"error: {type(err).__name__}: {err}"})
+
+
+def prepare_main(argv: list[str]) -> int:
+    p = _Parser(prog=f"{PROG} prepare", description=prepare.__doc__.split("\n")[0])
+    p.add_argument("--data", help="CIFAR-10 source as for side_by_side (default the shared tarball), or fake:N")
+    p.add_argument("--dest", type=Path, default=prepare.DEFAULT_DEST)
+    p.add_argument("--images", type=int, default=25_000, help="training images carried (class-balanced)")
+    p.add_argument("--classifier", type=Path, help="resnet20 checkpoint (default the shared one)")
+    p.add_argument("--random-classifier", action="store_true", help="an untrained resnet20: tests/CI only")
+    args = p.parse_args(argv)
+    try:
+        meta = prepare.prepare(args.data, args.dest, args.images, args.classifier, args.random_classifier)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"{PROG} prepare: {err}", file=sys.stderr)
+        return 2
+    print(f"{PROG} prepare: {args.dest}: {meta['images']} images from {meta['source']}, classifier "
+          f"{meta['classifier']}, {meta['total_mib']} MiB", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
