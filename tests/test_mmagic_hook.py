@@ -49,6 +49,8 @@ if not MISSING:
         (dict(layer_gains=[("conv", 2.0)]), "SANHook: expected layer_gains to be a dict"),
         (dict(layer_gains={"blocks.0.conv": 0.0}), r"SANHook: .*finite number > 0, got \{'blocks.0.conv': 0.0\}"),
         (dict(layer_gains={"conv": "2"}), r"SANHook: .*finite number > 0, got \{'conv': '2'\}"),
+        (dict(resume_tolerance=0), "SANHook: expected resume_tolerance to be None or a number > 0, got 0"),
+        (dict(resume_tolerance="0.1"), "SANHook: expected resume_tolerance"),
     ],
 )
 def test_bad_values_fail_in_init_naming_the_key(kwargs: dict, message: str) -> None:
@@ -214,3 +216,27 @@ def test_find_submodule_unwraps_mmengine_ddp_wrappers() -> None:
         assert san_mmagic.find_submodule(wrapped, "discriminator") is model.discriminator.module
     finally:
         dist.destroy_process_group()
+
+
+def test_resume_check_by_saved_norms_and_by_constants() -> None:
+    from san_mmagic.resume_check import mismatched, renormalize_if_needed, weight_norms
+
+    from san_core import apply_san
+
+    torch.manual_seed(0)
+    critic = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, 1))
+    san = apply_san(critic, example_input=torch.zeros(1, 3, 8, 8))
+    san.normalize_(force=True)
+    saved, state = weight_norms(san), san.generator.get_state()
+    before = {k: v.clone() for k, v in critic.state_dict().items()}
+    assert mismatched(san, saved) == {} and renormalize_if_needed(san, saved, 0.1) == {}
+    assert renormalize_if_needed(san, None, 0.1) == {}  # constants at 1: nothing to do, nothing changed
+    assert all(torch.equal(v, critic.state_dict()[k]) for k, v in before.items())
+    assert torch.equal(san.generator.get_state(), state)
+    with torch.no_grad():
+        critic[0].weight.mul_(3.0)  # "did not load": the state no longer describes this weight
+    assert mismatched(san, saved) == {"0": pytest.approx(3.0)}
+    assert set(renormalize_if_needed(san, None, 0.1)) == {"0"}  # by constants (filter_ratio 1): 3.0 > 1 + 0.1
+    assert abs(float(san.constants()["0"]) - 1) < 1e-5 and san.calls == 0  # normalized, not counted
+    subset = apply_san(nn.Sequential(nn.Conv2d(3, 8, 3)), filter_ratio=0.5, example_input=torch.zeros(1, 3, 8, 8))
+    assert renormalize_if_needed(subset, None, 0.1) == {}  # kernel subsets without saved norms: no reliable check

@@ -124,11 +124,41 @@ def test_save_resume_continue_equals_uninterrupted(config: Path, data: dict[str,
     resumed = _run(resumed_cfg)
     full_san, resumed_san = fx.hooks_of(full)[0].san, fx.hooks_of(resumed)[0].san
     assert resumed.iter == full.iter == 4 and resumed_san.calls == full_san.calls == 4
+    assert fx.hooks_of(resumed)[0].renormalized_after_load == {}  # weights matched the restored state: untouched
     assert torch.equal(resumed_san.generator.get_state(), full_san.generator.get_state())
     expected, got = fx.model_state(full), fx.model_state(resumed)
     assert expected.keys() == got.keys()
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0, msg=key)
+
+
+@needs_data
+def test_resuming_a_ddp_checkpoint_in_one_process_renormalizes(data: dict[str, Path], tmp_path: Path) -> None:
+    """A DDP run's checkpoint ('discriminator.module.*' keys) resumed in one process: the weights do not load,
+    so the restored SAN state does not describe them; the hook normalizes them (with a warning) before training."""
+    first = make_cfg(fx.SNGAN_CNN, tmp_path, data, "ddp", iters=2)
+    first.default_hooks.checkpoint.interval = 2
+    _run(first)
+    saved = torch.load(tmp_path / "ddp" / "iter_2.pth", weights_only=True)
+    saved["state_dict"] = {  # MMSeparateDistributedDataParallel's layout
+        k.replace("generator.", "generator.module.", 1).replace("discriminator.", "discriminator.module.", 1): v
+        for k, v in saved["state_dict"].items()
+    }
+    ddp_checkpoint = tmp_path / "ddp_iter_2.pth"
+    torch.save(saved, ddp_checkpoint)
+    cfg = make_cfg(fx.SNGAN_CNN, tmp_path, data, "resumed", iters=3)
+    cfg.resume, cfg.load_from = True, str(ddp_checkpoint)
+    runner = Runner.from_cfg(cfg)
+    fresh = {k: v.clone() for k, v in runner.model.discriminator.state_dict().items()}
+    runner.train()
+    san = fx.hooks_of(runner)[0]
+    assert san.san.calls == 3  # the state was restored, the weights were not: every layer is found off
+    assert set(san.renormalized_after_load) == set(san.san.layers)
+    first_logged = {n: float(c) for n, c in san.san.last_constants.items()}  # the one D step after the resume
+    assert all(abs(c - 1) < 0.05 for c in first_logged.values()), first_logged  # 0.2-1.1 without the check
+    assert not torch.equal(fresh["convs.0.weight"], runner.model.discriminator.convs[0].weight)
+    log = next((tmp_path / "resumed").rglob("*.log")).read_text()
+    assert "SAN layers do not match the restored SAN state" in log
 
 
 @needs_data

@@ -12,6 +12,8 @@ Lifecycle (MMEngine calls ``before_run`` -> weight init -> load/resume -> ``befo
   builds :class:`san_core.SAN`. Doing it before loading lets SAN checkpoints load with matching keys.
 - ``after_load_checkpoint``: restores ``checkpoint['san']``; without it (e.g. an SN baseline's
   checkpoint), warns, maps the SAN layers' spectral-norm keys (``weight_orig`` -> ``weight``) and proceeds.
+  After the weights are loaded (``before_train``), a restored state is checked against them
+  (:mod:`san_mmagic.resume_check`): layers off 1 by more than ``resume_tolerance`` are normalized, with a warning.
 - ``before_train``: attaches SAN to ``runner.optim_wrapper[<optim_wrapper>].optimizer``: every real
   critic ``optimizer.step()`` then divides each weight by its constant (``W ← W / ‖W‖₀,∞`` for
   convs, ``W ← W / σ₁`` for linear/embedding); accumulation iterations (no ``step``) and AMP-skipped
@@ -38,6 +40,7 @@ from torch import nn
 from san_core import SAN, apply_san, convert_spectral_norm_state_dict, select_layers, spectral_norm_style
 
 from .class_sn import ClassSpectralNormRecord, class_spectral_norm_base, strip_class_spectral_norm_
+from .resume_check import renormalize_if_needed, weight_norms
 from .weights import check_local_weights
 
 Patterns = Union[str, Sequence[str], None]
@@ -96,6 +99,9 @@ class SANHook(Hook):
         log_interval: iterations between ``san/<layer>`` scalars (None = the LoggerHook's interval; 0 = off).
         layer_gains: ``{layer name in the critic: g_l}``, divides those layers by ``g_l`` times their constant
             (experimental, beyond the paper: e.g. the JSON of ``san-inspect --gains-out``); saved with the SAN state.
+        resume_tolerance: after resuming with a SAN state, layers whose weights do not match it (their saved norms;
+            for older checkpoints with ``filter_ratio=1``, constants off 1 by more than this) are normalized, with a
+            warning; None = no check.
     """
 
     priority = "ABOVE_NORMAL"  # before NORMAL hooks (EMAHook copies the model in before_run), far above CheckpointHook
@@ -116,6 +122,7 @@ class SANHook(Hook):
         log_interval: Optional[int] = None,
         include: Patterns = None,
         layer_gains: Optional[dict[str, float]] = None,
+        resume_tolerance: Optional[float] = 0.1,
     ) -> None:
         if not isinstance(module, str) or not module or any(not p for p in module.split(".")):
             raise ValueError(f"SANHook: expected module to be a dotted submodule name, got {module!r}")
@@ -150,6 +157,15 @@ class SANHook(Hook):
             except (ValueError, TypeError) as err:
                 message = str(err).replace("SAN:", "SANHook:", 1).replace("{'0':", f"{{{name!r}:")
                 raise ValueError(message) from None
+        if resume_tolerance is not None and (
+            isinstance(resume_tolerance, bool)
+            or not isinstance(resume_tolerance, (int, float))
+            or resume_tolerance <= 0
+        ):
+            raise ValueError(f"SANHook: expected resume_tolerance to be None or a number > 0, got {resume_tolerance!r}")
+        self.resume_tolerance = resume_tolerance
+        self.renormalized_after_load: dict[str, float] = {}
+        self._check_after_load, self._saved_norms = False, None
         self.layer_gains = dict(layer_gains or {})
         self.san: Optional[SAN] = None
         self.class_sn: Optional[ClassSpectralNormRecord] = None
@@ -207,6 +223,10 @@ class SANHook(Hook):
                 f"SANHook: expected runner.optim_wrapper to hold a {self.optim_wrapper!r} entry, got {got}; set "
                 "optim_wrapper=... to the critic's key"
             )
+        if self._check_after_load:  # the loaded weights against the restored SAN state (resume_check.py)
+            self._check_after_load = False
+            tolerance = float(self.resume_tolerance or 0)
+            self.renormalized_after_load = renormalize_if_needed(self.san, self._saved_norms, tolerance)
         if self._handle is None:
             self._handle = self.san.attach(wrappers[self.optim_wrapper].optimizer)
         if self.log_interval is None:
@@ -233,7 +253,8 @@ class SANHook(Hook):
     def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
         """Save the SAN state with the checkpoint (the normalized weights are in ``state_dict``)."""
         if self.san is not None:
-            checkpoint[CHECKPOINT_KEY] = dict(module=self.module, state=self.san.state_dict())
+            state, norms = self.san.state_dict(), weight_norms(self.san)
+            checkpoint[CHECKPOINT_KEY] = dict(module=self.module, state=state, weight_norms=norms)
 
     def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
         """Restore the SAN state; a checkpoint without one warns, has its SN keys mapped, and proceeds."""
@@ -248,6 +269,7 @@ class SANHook(Hook):
                     f"{self.module!r}"
                 )
             self.san.load_state_dict(saved["state"])
+            self._check_after_load, self._saved_norms = self.resume_tolerance is not None, saved.get("weight_norms")
             return
         print_log(
             "SANHook: the checkpoint has no SAN state (saved without SANHook?); proceeding: each SAN layer is "
