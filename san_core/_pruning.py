@@ -113,8 +113,11 @@ def pruned_max_power(
         if rows.numel() <= 1:
             break
         upper = torch.minimum(upper, coarse_bounds(kernels[rows], groups, level))
-        top = rows[upper.argmax()].reshape(1)  # one exact value early: a strong lower bound for what follows
-        best = torch.maximum(best, _dft._block_power(kernels[top], groups, grid, freq_chunk).amax())
+        # one exact value early, a strong lower bound for what follows; that kernel's bound becomes its value
+        top = upper.argmax().reshape(1)
+        value = _dft._block_power(kernels[rows[top]], groups, grid, freq_chunk)
+        best = torch.maximum(best, value.amax())
+        upper = upper.index_put((top,), value)
         evaluated += 1
     candidates = torch.nonzero(upper > best).flatten()
     order = rows[candidates[torch.argsort(upper[candidates], descending=True)]]

@@ -104,6 +104,7 @@ def weights(kind: str, shape: tuple[int, ...], seed: int) -> torch.Tensor:
     if kind == "gaussian":
         return torch.randn(shape, generator=g)
     if kind == "heavy":  # Student-t, 1 degree of freedom: a few huge kernels
+        torch.manual_seed(seed)
         return torch.distributions.StudentT(1.0).sample(shape) * 0.01 + torch.randn(shape, generator=g) * 1e-4
     if kind == "lowpass":  # mostly DC: peaks at ω = 0
         return torch.rand(shape, generator=g) + 0.1 * torch.randn(shape, generator=g)
