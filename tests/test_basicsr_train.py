@@ -93,9 +93,11 @@ def _run(tmp: Path, opt: dict[str, Any], *flags: str, pipeline: str = "basicsr")
 
 
 def _assert_g_untouched(model: Any) -> None:
+    san_layers = {id(m) for m in model.san_binding.san.layers.values()}
     for net in (model.net_g, getattr(model, "net_g_ema", None)):
         if net is None:
             continue
+        assert not san_layers & {id(m) for m in net.modules()}
         assert all(m.padding_mode == "zeros" for m in net.modules() if isinstance(m, nn.Conv2d))
         assert not any(m._forward_pre_hooks for m in net.modules())
     assert not model.optimizer_g._optimizer_step_post_hooks
