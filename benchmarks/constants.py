@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 import san_core
 from benchmarks import _measure as M
+from benchmarks._critic_steps import REAL_BATCH, render_steps, whole_critic_steps
 from benchmarks._critics import CRITICS, Layer, unique_layers
 from benchmarks._report import render
 
@@ -46,6 +47,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help="markdown output (default benchmarks/results/...)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--quick", action="store_true", help="smoke run: sngan_cnn,resnet at batch 16")
+    p.add_argument(
+        "--steps-only", action="store_true",
+        help="only the whole-critic step table (ops, syncs, time; fwd+bwd at each critic's real batch)",
+    )  # fmt: skip
     p.add_argument("--budget", type=float, default=None, help="max s of timed calls per measurement (5, 0.5 quick)")
     p.add_argument(
         "--max-call", type=float, default=None,
@@ -62,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown critics {unknown}; choose from {list(CRITICS)}")
     if args.out is None:
-        suffix = "_quick" if args.quick else ""
+        suffix = ("_quick" if args.quick else "") + ("_steps" if args.steps_only else "")
         args.out = M.ROOT / "benchmarks" / "results" / f"constants_{args.device}{suffix}.md"
     return args
 
@@ -140,6 +145,17 @@ def forward_backward(layer: Layer, device: torch.device, args) -> dict:
     return {"ms": ms * scale, "ms_measured": ms, "batch": sub, "scale": scale, "reps": reps}
 
 
+def bench_steps(name: str, device: torch.device, args, progress: M.Progress) -> dict:
+    """Only the whole-critic step table, with fwd+bwd measured at the critic's real batch."""
+    real = argparse.Namespace(**{**vars(args), "batch": REAL_BATCH[name]})
+    fb_ms = 0.0
+    for layer, count in unique_layers(CRITICS[name]()):
+        progress.step(f"{name}: fwd+bwd {layer.label}")
+        fb_ms += forward_backward(layer, device, real)["ms"] * count
+    progress.step(f"{name}: whole-critic steps")
+    return whole_critic_steps(name, device, args, fb_ms, REAL_BATCH[name])
+
+
 def bench_critic(name: str, device: torch.device, args, progress: M.Progress) -> dict:
     layers = CRITICS[name]()
     torch.manual_seed(0)
@@ -181,7 +197,8 @@ def bench_critic(name: str, device: torch.device, args, progress: M.Progress) ->
         "num_conv": sum(layer.kind == "conv" for layer in layers),
         "num_linear": sum(layer.kind == "linear" for layer in layers),
     }  # fmt: skip
-    return {"layers": rows, "total": total}
+    progress.step(f"{name}: whole-critic steps")
+    return {"layers": rows, "total": total, "steps": whole_critic_steps(name, device, args, fb_ms, args.batch)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,13 +221,25 @@ def main(argv: list[str] | None = None) -> int:
         "memory_probe_mib": M.check_memory_probe(device),
         "loadavg_start": M.load_average(),
     }
-    total_steps = sum(len(unique_layers(CRITICS[c]())) + 1 for c in args.critics)
+    total_steps = sum(len(unique_layers(CRITICS[c]())) + 2 for c in args.critics)
     progress = M.Progress(total_steps)
-    results = {name: bench_critic(name, device, args, progress) for name in args.critics}
+    bench = bench_steps if args.steps_only else bench_critic
+    results = {name: bench(name, device, args, progress) for name in args.critics}
     progress.close()
     meta["runtime_s"] = time.perf_counter() - started
     meta["loadavg_end"] = M.load_average()
-    table, document = render(meta, results)
+    steps = render_steps({n: r if args.steps_only else r["steps"] for n, r in results.items()})
+    if args.steps_only:
+        table = steps
+        document = (
+            f"# SAN whole-critic normalization steps\n\n- device: {meta['device']}\n- torch {meta['torch']}, "
+            f"{meta['threads']} threads\n- git commit: {meta['commit']}\n- command: `{meta['command']}`\n"
+            f"- repeats {meta['repeats']}, total runtime {meta['runtime_s']:.0f} s\n- load average (1/5/15 min) "
+            f"at start {meta['loadavg_start']}, at end {meta['loadavg_end']}\n\n{steps}\n"
+        )
+    else:
+        table, document = render(meta, results)
+        table, document = f"{table}\n\n{steps}", f"{document}\n{steps}\n"
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(document)
