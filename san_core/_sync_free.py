@@ -112,6 +112,25 @@ class SyncFreeEngine:
             entry.plan = build_plan(kernels, groups, grid, exact, cfg["max_memory"], prune=prune)
         return entry
 
+    def active(self) -> bool:
+        choice = self.san.config["sync_free"]
+        return any(raw_weight(m).device.type == "cuda" for m in self.san.layers.values()) if choice is None else choice
+
+    def check(self) -> None:
+        bad_weight, bad_constant = self.read_flags()
+        where = "at a sync-free normalization; those layers were left unchanged"
+        if bad_weight:
+            raise ValueError(f"SAN: layers {bad_weight} had NaN/Inf weights {where}")
+        if bad_constant:
+            raise ValueError(f"SAN: NaN/Inf constant for layers {bad_constant} (overflow?) {where}")
+
+    def pruning_stats(self) -> dict[str, dict[str, int]]:
+        self.check()
+        unverified = self.flags.unverified
+        return {
+            n: {"evaluated": e, "total": t, "unverified": unverified.get(n, 0)} for n, (e, t) in self.plan_sizes.items()
+        }
+
     def read_flags(self) -> tuple[list[str], list[str]]:
         """One sync: layers with a NaN/Inf weight / constant since the last read. A layer whose pruning was
         unverified since then is re-planned (warm-up) at the next call."""

@@ -9,13 +9,12 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from . import _dft, _guard, _reparam, _state
+from . import _dft, _eager, _guard, _reparam, _state
 from ._attach import AttachHandle, attach_after_real_steps
 from ._sync_free import SyncFreeEngine
 from ._validate import check_config, check_form, check_layer, check_layer_gains, check_size, check_sync_options
 from .padding import PaddingRecord
 from .spectral_norm import SpectralNormRecord
-from .spectrum import conv_constant, linear_constant
 from .targets import Patterns, resolve, select_layers
 
 _APPLIED: weakref.WeakKeyDictionary[nn.Module, SAN] = weakref.WeakKeyDictionary()
@@ -186,38 +185,6 @@ class SAN:
                 m.training = flag
 
     # -------------------------------------------------------------------------------------- compute
-    def _constant(self, name: str) -> Tensor:
-        g_l = self.config["layer_gains"].get(name)
-        constant = self._base_constant(name)
-        return constant if g_l is None else constant * g_l
-
-    def _base_constant(self, name: str) -> Tensor:
-        layer = self.layers[name]
-        weight = _weight(layer)
-        cfg = self.config
-        if isinstance(layer, nn.modules.conv._ConvNd):
-            return conv_constant(
-                weight,
-                self.input_sizes[name],
-                stride=layer.stride,
-                dilation=layer.dilation,
-                groups=layer.groups,
-                transposed=isinstance(layer, nn.modules.conv._ConvTransposeNd),
-                stride_mode=cfg["stride_mode"],
-                filter_ratio=cfg["filter_ratio"],
-                gain=cfg["gain"],
-                generator=self.generator,
-                method=cfg["method"],
-                max_memory=cfg["max_memory"],
-            )
-        if cfg["linear_method"] == "power":
-            u = self.power_vectors.get(name)
-            if u is None:
-                dtype = torch.float64 if weight.dtype == torch.float64 else torch.float32
-                u = self.power_vectors[name] = torch.ones(weight.shape[0], dtype=dtype, device=weight.device)
-            return linear_constant(weight, method="power", u=u, n_iter=cfg["n_power_iter"])
-        return linear_constant(weight)
-
     def constants(self, names: Optional[Sequence[str]] = None) -> dict[str, Tensor]:
         """The constants of ``names`` (default: every selected layer) before any rescale; changes no weight.
 
@@ -230,7 +197,7 @@ class SAN:
         rng_state = self.generator.get_state()
         vectors = {n: u.clone() for n, u in self.power_vectors.items()}
         try:
-            constants = {name: self._constant(name) for name in names}
+            constants = {name: _eager.constant_of(self, name) for name in names}
             self._check_finite(constants)
         except BaseException:
             self.generator.set_state(rng_state)
@@ -267,25 +234,16 @@ class SAN:
     def check(self) -> None:
         """Raise the ``ValueError`` of the sync-free path, naming the layers that had a NaN/Inf weight or constant
         (and were left unchanged) since the last check; one host sync. Eager normalizations raise at once."""
-        bad_weight, bad_constant = self._engine.read_flags()
-        where = "at a sync-free normalization; those layers were left unchanged"
-        if bad_weight:
-            raise ValueError(f"SAN: layers {bad_weight} had NaN/Inf weights {where}")
-        if bad_constant:
-            raise ValueError(f"SAN: NaN/Inf constant for layers {bad_constant} (overflow?) {where}")
+        self._engine.check()
 
     def pruning_stats(self) -> dict[str, dict[str, int]]:
         """Per conv of the sync-free path: kernels ``evaluated`` on the full grid of ``total``, and the steps whose
-        pruning was ``unverified`` (a certified upper bound was used); calls :meth:`check` (one sync)."""
-        self.check()
-        unverified = self._engine.flags.unverified
-        sizes = self._engine.plan_sizes
-        return {n: {"evaluated": e, "total": t, "unverified": unverified.get(n, 0)} for n, (e, t) in sizes.items()}
+        pruning was ``unverified`` (a certified upper bound was used; the layer is re-planned); calls :meth:`check`."""
+        return self._engine.pruning_stats()
 
     def sync_free_active(self) -> bool:
         """Whether :meth:`normalize_` takes the sync-free path now (``sync_free=None``: the weights are on CUDA)."""
-        choice = self.config["sync_free"]
-        return any(_weight(m).device.type == "cuda" for m in self.layers.values()) if choice is None else choice
+        return self._engine.active()
 
     def _rescale(self, constants: Mapping[str, Tensor]) -> None:
         """``W ← W / c`` (form ``"rescale"``) or ``s ← c`` (``"reparametrize"``), ``c`` clamped to ``eps``."""
