@@ -2,9 +2,9 @@
 that the device machine gets with ``carry`` (≤ 64 MiB together with the repository).
 
 That machine has torch, numpy, scipy, matplotlib and tqdm only (no Pillow, no torchvision), so the JPEG tarball is
-decoded here: ``cifar10_train.u8.xz`` holds a class-balanced subset of the training images (default 25,000 = the
-first 2,500 of each class; all 50,000 do not fit: raw 150 MB, 88 MB compressed) as uint8, each row delta-coded
-along the width, planar, LZMA-compressed (≈ 57 % of raw), then the labels. ``classifier.th`` is the resnet20
+decoded here: ``cifar10_train.u8.xz`` holds a class-balanced subset of the training images (default 22,000 = the
+first 2,200 of each class; all 50,000 do not fit: raw 150 MB, ≈ 100 MB compressed) as uint8, each row delta-coded
+along the width, planar, LZMA-compressed (≈ 67 % of raw: 44 MiB), then the labels. ``classifier.th`` is the resnet20
 checkpoint, copied as is; ``data.json`` says what both are. ``--data fake:N --random-classifier`` makes a
 synthetic, clearly labelled stand-in (tests and CI only).
 """
@@ -54,7 +54,7 @@ def balanced_subset(y: torch.Tensor, n: int) -> torch.Tensor:
 def prepare(
     source: Optional[str],
     dest: Path = DEFAULT_DEST,
-    images: int = 25_000,
+    images: int = 22_000,
     classifier: Optional[Path] = None,
     random_classifier: bool = False,
     cache: Path = DEFAULT_CACHE,
