@@ -171,19 +171,38 @@ def test_torchrun_two_cpu_ranks(tmp_path: Path) -> None:
 
     root = tmp_path / "cifar"
     fx.cifar_png_folder(root / "train", count=8)
+    (tmp_path / "rank_dump.py").write_text(  # each rank saves its D after training
+        textwrap.dedent(
+            """
+            import torch
+            from mmengine.dist import get_rank
+            from mmengine.hooks import Hook
+            from mmengine.registry import HOOKS
+
+            @HOOKS.register_module()
+            class RankDumpHook(Hook):
+                def after_train(self, runner):
+                    d = runner.model.module.discriminator.module.state_dict()
+                    torch.save(d, f"{runner.work_dir}/rank{get_rank()}_D.pth")
+            """
+        )
+    )
     config = tmp_path / "tiny.py"
     config.write_text(
         textwrap.dedent(
             f"""
             _base_ = {str(fx.SNGAN_CNN)!r}
+            custom_imports = dict(imports=['san_mmagic', 'rank_dump'], allow_failed_imports=False)
             model = dict(generator=dict(base_channels=8), discriminator=dict(base_channels=8))
             train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False)
             train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=2)
             default_hooks = dict(checkpoint=dict(_delete_=True, type='CheckpointHook', interval=2, by_epoch=False))
+            custom_hooks = [dict(type='SANHook', module='discriminator'), dict(type='RankDumpHook')]
             """
         )
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SAN_CIFAR10_ROOT": str(root), "CUDA_VISIBLE_DEVICES": ""}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"]
     work = tmp_path / "work"
     run = subprocess.run(
@@ -207,3 +226,7 @@ def test_torchrun_two_cpu_ranks(tmp_path: Path) -> None:
     assert run.stdout.count("san_mmagic.train: done") == 1
     checkpoint = torch.load(work / "iter_2.pth", weights_only=True)
     assert checkpoint["san"]["state"]["calls"] == 2
+    ranks = [torch.load(work / f"rank{r}_D.pth", weights_only=True) for r in (0, 1)]
+    assert ranks[0].keys() == ranks[1].keys()
+    for key in ranks[0]:  # DDP all-reduced the gradients, SAN normalized identically: bit-identical D
+        assert torch.equal(ranks[0][key], ranks[1][key]), key
