@@ -3,7 +3,7 @@ sync-free path, read at the next cheap sync point (:meth:`SAN.check`, ``state_di
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor
@@ -28,31 +28,37 @@ def non_finite(named: Mapping[str, Tensor]) -> list[str]:
 
 
 class DeviceFlags:
-    """Per-layer ``int64`` counters ``[bad weight, bad constant, unverified pruning]`` kept on the layer's device."""
+    """``int64`` counters ``[bad weight, bad constant, unverified pruning]`` per layer, one ``(layers, 3)`` tensor per
+    device (updated by one in-place add per step), read and reset by :meth:`read` (one sync per device)."""
 
     def __init__(self) -> None:
-        self.counters: dict[str, Tensor] = {}
+        self.groups: dict[torch.device, tuple[list[str], Tensor]] = {}
         self.unverified: dict[str, int] = {}  # host totals of pruning fallbacks, updated at each read
 
-    def ensure(self, name: str, device: torch.device) -> Tensor:
-        counter = self.counters.get(name)
-        if counter is None or counter.device != device:
-            counter = self.counters[name] = torch.zeros(3, dtype=torch.int64, device=device)
-        return counter
+    def ensure(self, device: torch.device, names: list[str]) -> Tensor:
+        """The counter of ``names`` on ``device`` (pending counts of a previous layout are read first)."""
+        group = self.groups.get(device)
+        if group is None or group[0] != names:
+            self.read_all()
+            group = self.groups[device] = (list(names), torch.zeros(len(names), 3, dtype=torch.int64, device=device))
+        return group[1]
 
     @staticmethod
     def record(counter: Tensor, ok_weight: Tensor, ok_constant: Tensor, verified: Tensor) -> None:
-        counter.add_(torch.stack([~ok_weight, ~ok_constant, ~verified]).to(torch.int64))
+        """Add one step's ``(layers,)`` flags (no sync)."""
+        counter.add_(torch.stack([~ok_weight, ~ok_constant, ~verified], dim=1).to(torch.int64))
 
-    def read(self, names: Sequence[str]) -> tuple[list[str], list[str]]:
-        """One sync: the layers that had a non-finite weight / constant since the last read; resets the counters."""
-        names = [n for n in names if n in self.counters]
-        if not names:
-            return [], []
-        values = torch.stack([self.counters[n].cpu() for n in names]).tolist()
-        for name in names:
-            self.counters[name].zero_()
-        for name, row in zip(names, values):
-            self.unverified[name] = self.unverified.get(name, 0) + row[UNVERIFIED]
-        bad_weight = [n for n, r in zip(names, values) if r[BAD_WEIGHT]]
-        return bad_weight, [n for n, r in zip(names, values) if r[BAD_CONSTANT]]
+    def read_all(self) -> tuple[list[str], list[str]]:
+        """Layers that had a non-finite weight / constant since the last read; resets the counters."""
+        bad_weight: list[str] = []
+        bad_constant: list[str] = []
+        for names, counter in self.groups.values():
+            rows = counter.cpu().tolist()
+            counter.zero_()
+            for name, row in zip(names, rows):
+                self.unverified[name] = self.unverified.get(name, 0) + row[UNVERIFIED]
+                if row[BAD_WEIGHT]:
+                    bad_weight.append(name)
+                if row[BAD_CONSTANT]:
+                    bad_constant.append(name)
+        return bad_weight, bad_constant

@@ -12,13 +12,14 @@ Optionally the step is compiled (``torch.compile(fullgraph=True)``) or captured 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import inf
 from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
 
 from . import _dft, _linear
-from ._guard import DeviceFlags, finite
+from ._guard import DeviceFlags
 from ._pruning import StaticPlan, build_plan
 from ._reparam import InverseScale, raw_weight
 from .spectrum import _compute_dtype, compensation_gain, conv_geometry, linear_constant, subset_size
@@ -35,7 +36,6 @@ class _Entry:
     scale: Optional[InverseScale]
     cdtype: torch.dtype
     factor: float  # g (compensation) × g_l (layer gain)
-    counter: Tensor
     plan: Optional[StaticPlan] = None  # convs
     subset: int = 0  # ⌈m·n·r⌉ when filter_ratio < 1
     linear: str = ""  # "row"/"gram"/"power" (sync-free σ₁) or "sn" (linear_method="power")
@@ -48,6 +48,8 @@ class SyncFreeEngine:
     def __init__(self, san: Any, *, compile_step: bool, cuda_graph: bool) -> None:
         self.san = san
         self.entries: dict[str, _Entry] = {}
+        self.by_device: dict[torch.device, list[_Entry]] = {}
+        self.counters: dict[torch.device, Tensor] = {}
         self.plan_sizes: dict[str, tuple[int, int]] = {}  # conv: (kernels evaluated on the full grid, total)
         self.flags = DeviceFlags()
         self.compile_step = compile_step
@@ -78,6 +80,10 @@ class SyncFreeEngine:
             if entry.plan is not None:
                 self.plan_sizes[name] = (entry.plan.evaluated(), entry.plan.num_kernels)
         self.entries = {n: self.entries[n] for n in self.san.layers}  # layer order
+        self.by_device = {}
+        for entry in self.entries.values():
+            self.by_device.setdefault(entry.weight.device, []).append(entry)
+        self.counters = {d: self.flags.ensure(d, [e.name for e in es]) for d, es in self.by_device.items()}
         self._compiled, self._graph, self._graph_out = None, None, []
 
     def _entry(self, name: str) -> _Entry:
@@ -85,9 +91,8 @@ class SyncFreeEngine:
         weight = raw_weight(layer)
         cfg = self.san.config
         cdtype = _compute_dtype(weight, "SAN")
-        counter = self.flags.ensure(name, weight.device)
         layer_gain = cfg["layer_gains"].get(name, 1.0)
-        entry = _Entry(name, self._key(name), weight, self.san.scales.get(name), cdtype, layer_gain, counter)
+        entry = _Entry(name, self._key(name), weight, self.san.scales.get(name), cdtype, layer_gain)
         if not isinstance(layer, nn.modules.conv._ConvNd):
             entry.linear = "sn" if cfg["linear_method"] == "power" else _linear.kind(tuple(weight.shape))
             if entry.linear == "power":
@@ -135,7 +140,7 @@ class SyncFreeEngine:
         """One sync: layers with a NaN/Inf weight / constant since the last read. A layer whose pruning was
         unverified since then is re-planned (warm-up) at the next call."""
         before = dict(self.flags.unverified)
-        bad = self.flags.read(list(self.san.layers))
+        bad = self.flags.read_all()
         for name in [n for n in self.entries if self.flags.unverified.get(n, 0) > before.get(n, 0)]:
             del self.entries[name]
         return bad
@@ -157,34 +162,51 @@ class SyncFreeEngine:
 
     def core(self, subsets: list[Optional[Tensor]]) -> list[Tensor]:
         """Constants of every layer, and the guarded write; fixed shapes, no host sync."""
-        out = []
-        eps = self.san.config["eps"]
+        values: dict[str, tuple[Tensor, Tensor]] = {}
         with torch.no_grad():
             for entry, subset in zip(self.entries.values(), subsets):
-                weight = entry.weight
-                verified = torch.ones((), dtype=torch.bool, device=weight.device)
-                if entry.plan is not None:
-                    kernels = weight.detach().reshape(weight.shape[0] * weight.shape[1], -1).to(entry.cdtype)
-                    if subset is not None:
-                        kernels = kernels.index_select(0, subset)
-                    power, verified = entry.plan.max_power(kernels)
-                    constant = power.clamp_min(0).sqrt() * entry.factor
-                elif entry.linear == "sn":
-                    u = self.san.power_vectors[entry.name]
-                    n_iter = self.san.config["n_power_iter"]
-                    constant = linear_constant(weight, method="power", u=u, n_iter=n_iter) * entry.factor
-                else:
-                    constant = _linear.sigma(weight, entry.cdtype, entry.u) * entry.factor
-                ok_weight, ok_constant = finite(weight), torch.isfinite(constant)
-                ok = ok_weight & ok_constant
-                safe = torch.where(ok, constant.clamp_min(eps), torch.ones_like(constant))
-                if entry.scale is not None:
-                    entry.scale.s.copy_(torch.where(ok, safe.to(entry.scale.s.dtype), entry.scale.s))
-                else:
-                    weight.div_(safe.to(weight.dtype))
-                DeviceFlags.record(entry.counter, ok_weight, ok_constant, verified)
-                out.append(constant)
-        return out
+                values[entry.name] = self._constant(entry, subset)
+            for device, entries in self.by_device.items():
+                self._guarded_write(entries, [values[e.name] for e in entries], self.counters[device])
+        return [values[name][0] for name in self.entries]
+
+    def _constant(self, entry: _Entry, subset: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        """``(constant, pruning verified)`` of one layer."""
+        weight = entry.weight
+        if entry.plan is not None:
+            kernels = weight.detach().reshape(weight.shape[0] * weight.shape[1], -1).to(entry.cdtype)
+            if subset is not None:
+                kernels = kernels.index_select(0, subset)
+            power, verified = entry.plan.max_power(kernels)
+            return power.clamp_min(0).sqrt() * entry.factor, verified
+        if entry.linear == "sn":
+            u = self.san.power_vectors[entry.name]
+            n_iter = self.san.config["n_power_iter"]
+            constant = linear_constant(weight, method="power", u=u, n_iter=n_iter)
+        else:
+            constant = _linear.sigma(weight, entry.cdtype, entry.u)
+        return constant * entry.factor, torch.ones((), dtype=torch.bool, device=weight.device)
+
+    def _guarded_write(self, entries: list[_Entry], values: list[tuple[Tensor, Tensor]], counter: Tensor) -> None:
+        """Divide each weight by its constant (or set ``s``), except where the weight or constant is not finite;
+        all layers of one device at once: a few stacked ops and one foreach division."""
+        weights = [e.weight for e in entries]
+        constants = torch.stack([c.to(torch.float32) if c.dtype != torch.float64 else c for c, _ in values])
+        ok_weight = torch.isfinite(torch.stack([n.to(constants.dtype) for n in torch._foreach_norm(weights, inf)]))
+        ok_constant = torch.isfinite(constants)
+        ok = ok_weight & ok_constant
+        safe = torch.where(ok, constants.clamp_min(self.san.config["eps"]), torch.ones_like(constants))
+        DeviceFlags.record(counter, ok_weight, ok_constant, torch.stack([v for _, v in values]))
+        rescale = [i for i, e in enumerate(entries) if e.scale is None]
+        if rescale:
+            divisors = safe.unbind()
+            torch._foreach_div_(
+                [weights[i] for i in rescale],
+                [divisors[i] if weights[i].dtype == safe.dtype else divisors[i].to(weights[i].dtype) for i in rescale],
+            )
+        for i, entry in enumerate(entries):
+            if entry.scale is not None:
+                entry.scale.s.copy_(torch.where(ok[i], safe[i].to(entry.scale.s.dtype), entry.scale.s))
 
     def step(self) -> dict[str, Tensor]:
         """One whole-critic normalization (the plans must be current: see :meth:`stale`)."""
