@@ -29,17 +29,19 @@ def non_finite(named: Mapping[str, Tensor]) -> list[str]:
 
 class DeviceFlags:
     """``int64`` counters ``[bad weight, bad constant, unverified pruning]`` per layer, one ``(layers, 3)`` tensor per
-    device (updated by one in-place add per step), read and reset by :meth:`read` (one sync per device)."""
+    device (updated by one in-place add per step), read and reset by :meth:`read_all` (one sync per device)."""
 
     def __init__(self) -> None:
         self.groups: dict[torch.device, tuple[list[str], Tensor]] = {}
         self.unverified: dict[str, int] = {}  # host totals of pruning fallbacks, updated at each read
+        self.pending: tuple[list[str], list[str]] = ([], [])  # read but not reported yet (a layout change)
 
     def ensure(self, device: torch.device, names: list[str]) -> Tensor:
         """The counter of ``names`` on ``device`` (pending counts of a previous layout are read first)."""
         group = self.groups.get(device)
         if group is None or group[0] != names:
-            self.read_all()
+            bad_weight, bad_constant = self.read_all()
+            self.pending = (self.pending[0] + bad_weight, self.pending[1] + bad_constant)
             group = self.groups[device] = (list(names), torch.zeros(len(names), 3, dtype=torch.int64, device=device))
         return group[1]
 
@@ -50,8 +52,8 @@ class DeviceFlags:
 
     def read_all(self) -> tuple[list[str], list[str]]:
         """Layers that had a non-finite weight / constant since the last read; resets the counters."""
-        bad_weight: list[str] = []
-        bad_constant: list[str] = []
+        bad_weight, bad_constant = self.pending
+        self.pending = ([], [])
         for names, counter in self.groups.values():
             rows = counter.cpu().tolist()
             counter.zero_()
