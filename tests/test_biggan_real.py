@@ -18,6 +18,8 @@ from test_biggan_adapter import assert_normalized, recomputed
 from test_biggan_launcher import assert_bitwise_equal, state_of
 from torch import nn
 
+from san_core import conv_constant, linear_constant
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "cifar10_exact_subset.npz"
 
 ROOT = os.environ.get("SAN_BIGGAN_ROOT")
@@ -90,8 +92,15 @@ def test_real_biggan_training_loop(biggan, fp16, attn, capsys):
     svs = utils.get_SVs(D, "D")  # BigGAN's own SV logging
     expected = {f"D_{n}_sv0".replace(".", "_"): float(c) for n, c in D.san.san.last_constants.items()}
     assert svs == pytest.approx(expected, abs=1e-3 if fp16 else 1e-6) and len(svs) == 10 + 16 * (attn == "16") + 2
-    for layer in D.san.layers.values() if fp16 else ():
-        assert torch.equal(D.optim.state[layer.weight]["fp32_p"].half(), layer.weight)  # Adam16's master rescaled too
+    for name, layer in D.san.layers.items() if fp16 else ():
+        master = D.optim.state[layer.weight]["fp32_p"]
+        assert torch.equal(master.half(), layer.weight)  # Adam16's master rescaled too, the fp16 weight cast from it
+        if isinstance(layer, nn.Conv2d):  # the master's own constant: 1 to float32 precision
+            size = D.san.san.input_sizes[name]
+            constant = conv_constant(master, size, stride=layer.stride, dilation=layer.dilation)
+        else:
+            constant = linear_constant(master)
+        assert abs(float(constant) - 1) < 2e-6, (name, float(constant))
     layers = checkout.import_module("layers")
     assert utils.get_SVs(G, "G") and all(
         isinstance(m, layers.SNConv2d) for m in G.modules() if isinstance(m, nn.Conv2d)
