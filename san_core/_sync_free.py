@@ -42,6 +42,15 @@ class _Entry:
     u: Optional[Tensor] = None
 
 
+def _finite_each(weights: list[Tensor]) -> Tensor:
+    """``(layers,)`` bool: no NaN/Inf in each weight. One fused max-norm on CUDA; per-weight ``aminmax`` elsewhere
+    (CPU's max-norm is ~10x slower than ``aminmax``). NaN propagates through both."""
+    if weights[0].device.type == "cuda":
+        return torch.isfinite(torch.stack([n.float() for n in torch._foreach_norm(weights, inf)]))
+    extremes = torch.stack([v.float() for w in weights for v in torch.aminmax(w.detach())])
+    return torch.isfinite(extremes).view(len(weights), 2).all(dim=1)
+
+
 class SyncFreeEngine:
     """Per-layer static plans and the fixed-shape step of one :class:`SAN` (see the module docstring)."""
 
@@ -192,7 +201,7 @@ class SyncFreeEngine:
         all layers of one device at once: a few stacked ops and one foreach division."""
         weights = [e.weight for e in entries]
         constants = torch.stack([c.to(torch.float32) if c.dtype != torch.float64 else c for c, _ in values])
-        ok_weight = torch.isfinite(torch.stack([n.to(constants.dtype) for n in torch._foreach_norm(weights, inf)]))
+        ok_weight = _finite_each(weights)
         ok_constant = torch.isfinite(constants)
         ok = ok_weight & ok_constant
         safe = torch.where(ok, constants.clamp_min(self.san.config["eps"]), torch.ones_like(constants))
