@@ -9,8 +9,9 @@ Nothing here downloads or creates directories. :func:`find_cifar10` accepts, und
   read without checksums.
 
 This repository's copy becomes the first layout with :data:`CIFAR10_PREPARE`. :func:`check_local_data`
-walks a config's train/val/test datasets before anything is built (``python -m san_mmagic.train``
-runs it, ``SANHook.before_run`` again for mmagic's own ``tools/train.py``); this module needs no MMEngine.
+walks a config's train/val/test datasets before anything is built (``python -m san_mmagic.train`` runs
+it); under mmagic's own ``tools/train.py``, ``LocalCIFAR10`` raises the same one-line error when built.
+This module needs no MMEngine.
 """
 
 from __future__ import annotations
