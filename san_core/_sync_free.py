@@ -74,6 +74,7 @@ class SyncFreeEngine:
         cfg = self.san.config
         return (
             self.san.input_sizes.get(name), tuple(weight.shape), weight.dtype, weight.device, id(weight),
+            weight.data_ptr(),  # storage swapped under the same Parameter (``p.data = …``): a captured graph is stale
             cfg["stride_mode"], cfg["filter_ratio"], cfg["gain"], cfg["method"], cfg["max_memory"],
             cfg["linear_method"], cfg["n_power_iter"], cfg["layer_gains"].get(name),
         )  # fmt: skip

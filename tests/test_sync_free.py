@@ -250,6 +250,33 @@ def test_first_call_checks_eagerly_and_cpu_default_is_eager() -> None:
     assert not SAN(critic(), example_input=batch()).sync_free_active()  # CPU weights, sync_free=None: eager
 
 
+def test_apply_san_passes_sync_free_and_form_and_remove_is_exact() -> None:
+    from _san_models import SNCritic, assert_same, fingerprint
+
+    from san_core import apply_san
+
+    model = SNCritic()
+    before = fingerprint(model)
+    san = apply_san(model, example_input=batch(), sync_free=True, form="reparametrize")
+    for _ in range(2):
+        constants = san.normalize_()
+    assert san.sync_free_active() and set(constants) == set(san.layers)
+    assert float(torch.linalg.svdvals(model.head.weight.detach().double())[0]) == pytest.approx(1.0, rel=1e-6)
+    san.remove()
+    assert_same(model, before)
+
+
+def test_a_swapped_weight_storage_is_re_planned() -> None:
+    model = critic()
+    san = SAN(model, example_input=batch(), sync_free=True)
+    san.normalize_()
+    assert san._engine.stale() == []
+    model.conv1.weight.data = model.conv1.weight.data.clone() * 3  # same Parameter, new storage
+    assert san._engine.stale() == ["conv1"]
+    san.normalize_()
+    assert float(conv_constant(model.conv1.weight, (8, 8))) == pytest.approx(1.0, abs=1e-5)
+
+
 # ------------------------------------------------------------------------------------------ compile / graph
 def test_compiled_step_fullgraph_matches_the_eager_step() -> None:
     models = [critic(), critic()]
