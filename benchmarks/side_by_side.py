@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     real_std = pixel_std(data.x[: min(len(data), 10_000)].float() / 255)
     t_ref = time.perf_counter() - t_start - t_data
     results, counts, trained = [], {"trained": 0, "skipped": 0, "stopped": 0}, []
-    eta = runlog.Eta(specs)
+    eta = runlog.Eta(specs, t_start)  # elapsed counts the data and reference-statistics work too
     for i, spec in enumerate(specs):
         print(f"side_by_side: {eta.before(i)}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()

@@ -55,8 +55,8 @@ class Eta:
     """Overall progress over runs: after each run, its wall time refines seconds per cost unit
     (G steps × (D steps + 1) × the setup's relative cost), and the remaining runs' units give the ETA."""
 
-    def __init__(self, specs: list[RunSpec]) -> None:
-        self.specs, self.start = specs, time.perf_counter()
+    def __init__(self, specs: list[RunSpec], start: Optional[float] = None) -> None:
+        self.specs, self.start = specs, time.perf_counter() if start is None else start
         self.seconds, self.units = 0.0, 0.0
 
     def before(self, i: int) -> str:

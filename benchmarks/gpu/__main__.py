@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     t0 = time.perf_counter()
     smoke = args.smoke
+    if smoke:  # 2 shared cores: one thread each (two threads on busy cores run many times slower)
+        torch.set_num_threads(1)
     device = torch.device(args.device or ("cpu" if smoke else "cuda"))
     if device.type == "cuda" and not torch.cuda.is_available():
         print(f"{PROG}: no CUDA device here; use --smoke (CPU) or --device cpu", file=sys.stderr)
@@ -131,7 +133,7 @@ def run_quality(args, device, smoke, data, clf_path, data_meta, budget_s, record
     q = quality.QualityConfig(seeds=seeds, procs=args.procs or 8)
     if smoke:
         q = quality.QualityConfig(seeds=seeds, batch=8, g_ch=64, d_ch=16, eval_every=5, n_eval=64, eval_batch=64,
-                                  max_steps=10, procs=args.procs or 4, log_every=1)  # fmt: skip
+                                  max_steps=10, procs=args.procs or 8, log_every=1)  # fmt: skip
     q.n_eval, q.eval_every = args.n_eval or q.n_eval, args.eval_every or q.eval_every
     clf = data_meta["classifier"]
     names = {"metric_key": f"clf-{clf}", "fid_name": f"classifier-FID ({clf})", "is_name": f"classifier-IS ({clf})"}
@@ -139,7 +141,8 @@ def run_quality(args, device, smoke, data, clf_path, data_meta, budget_s, record
     try:
         model = load_classifier(clf_path, "resnet20").to(device)
         net = FeatureNet(names["metric_key"], names["fid_name"], names["is_name"], model.features, model)
-        ref = reference_stats(net, data.x, data.name, len(data), work, device, 500)
+        ref_n = min(len(data), 1000) if smoke else len(data)  # smoke: the classifier on the CPU is the slow part
+        ref = reference_stats(net, data.x, data.name, ref_n, work, device, 500)
         ref_path = work / "ref.npz"
         np.savez(ref_path, **ref)
         del model, net

@@ -55,7 +55,7 @@ def treatments() -> tuple[list[str], str]:
 def worker_main(argv: list[str]) -> int:
     """``python -m benchmarks.gpu _worker CONFIG.json``: one run, results to the config's ``result`` path."""
     cfg = json.loads(Path(argv[0]).read_text())
-    deadline = time.perf_counter() + cfg["seconds"]
+    deadline = time.perf_counter() + (cfg["deadline_epoch"] - time.time())  # absolute: start-up time counts too
     torch.set_num_threads(cfg["threads"])
     torch.backends.cudnn.benchmark = True
     from ..gan.classifier import load_classifier
@@ -84,7 +84,7 @@ def worker_main(argv: list[str]) -> int:
     result_path = Path(cfg["result"])
 
     def save(partial: dict[str, Any]) -> None:
-        atomic_json({**partial, "wall_s": cfg["seconds"] - (deadline - time.perf_counter())}, result_path)
+        atomic_json({**partial, "worker_left_s": round(deadline - time.perf_counter(), 1)}, result_path)
 
     final = train_run(spec, Path(cfg["work"]), data, net, ref, device, deadline=deadline - cfg["eval_reserve_s"],
                       on_eval=save)  # fmt: skip
@@ -121,7 +121,8 @@ def run(
             t, seed = pending.pop(0)
             name = f"{t.replace(':', '-')}_seed{seed}"
             cfg = {"device": str(device), "data_dir": str(data_dir), "work": str(work / "runs_root"),
-                   "treatment": t, "seed": seed, "seconds": end - now - 5, "threads": threads, "ref": str(ref_path),
+                   "treatment": t, "seed": seed, "deadline_epoch": time.time() + (end - now) - 3, "threads": threads,
+                   "ref": str(ref_path),
                    "result": str(work / f"{name}.json"), "quality": q.__dict__, "eval_reserve_s": reserve,
                    **net_names}  # fmt: skip
             (work / f"{name}.cfg.json").write_text(json.dumps(cfg))
@@ -138,7 +139,7 @@ def run(
             for t, seed in pending:
                 out["workers"][f"{t.replace(':', '-')}_seed{seed}"] = {"rc": None, "status": "not started: no time"}
             pending = []
-        if time.perf_counter() > end + 15:  # a worker past its deadline: stop it (its last evaluation stays)
+        if time.perf_counter() > end:  # a worker past its deadline: stop it (its last evaluation stays)
             for proc, log, name in running:
                 proc.kill()
                 proc.wait()
