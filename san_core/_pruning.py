@@ -169,46 +169,56 @@ class StaticPlan:
     def evaluated(self) -> int:
         return self.stages[-1].count if self.stages else self.num_kernels
 
-    def max_power(self, kernels: Tensor) -> tuple[Tensor, Tensor]:
-        """``(max power, verified)`` as 0-d tensors; no host sync, fixed shapes."""
+    def max_power(self, kernels: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        """``(max power, verified)`` as 0-d tensors (``verified`` ``None`` without pruning: always); no host sync,
+        fixed shapes, few ops (this runs once per layer per step)."""
         if self.perm is not None:
             kernels = kernels.index_select(1, self.perm)
         if not self.stages:
-            verified = torch.ones((), dtype=torch.bool, device=kernels.device)
-            return _static_power(kernels, self.full, self.slices).amax(), verified
-        upper, _ = l1_bounds(kernels, self.ind)
-        left_out = torch.zeros((), dtype=kernels.dtype, device=kernels.device)
+            return _static_power(kernels, self.full, self.slices, per_kernel=False), None
+        absolute = kernels.abs()
+        l1 = absolute.sum(dim=1).square() if len(self.slices) == 1 else (absolute @ self.ind).square().sum(dim=1)
+        upper, left_out = l1, None
         for stage in self.stages:
             if stage.count < upper.shape[0]:
                 values, pos = upper.topk(stage.count + 1)
-                left_out = torch.maximum(left_out, values[-1])
-                kernels, upper = kernels.index_select(0, pos[:-1]), values[:-1]
-            if stage.factor:
-                slack = _margin(kernels) * kernels.abs().sum(dim=1).square()
-                upper = torch.minimum(upper, (_static_power(kernels, stage, self.slices) + slack) * stage.factor)
-        power = _static_power(kernels, self.full, self.slices).amax()
-        return torch.maximum(power, left_out), left_out <= power
+                dropped = values[stage.count]
+                left_out = dropped if left_out is None else torch.maximum(left_out, dropped)
+                pos = pos[: stage.count]
+                kernels, upper = kernels.index_select(0, pos), values[: stage.count]
+                if stage.factor:
+                    l1 = l1.index_select(0, pos)
+            if stage.factor:  # coarse bound, with float-rounding slack ∝ the L1 bound
+                coarse = _static_power(kernels, stage, self.slices, per_kernel=True)
+                upper = torch.minimum(upper, (coarse + l1 * _margin(kernels)) * stage.factor)
+        power = _static_power(kernels, self.full, self.slices, per_kernel=False)
+        if left_out is None:
+            return power, None
+        bound = left_out * (1 + _margin(kernels))  # the L1 bounds' own rounding
+        return torch.maximum(power, bound), bound <= power
 
 
-def _static_power(kernels: Tensor, stage: _Stage, slices: list[tuple[int, int]]) -> Tensor:
-    """Per-kernel ``max`` over ``stage.grid`` of ``Σ_g |DFT|²``, chunked with fixed sizes."""
+def _static_power(kernels: Tensor, stage: _Stage, slices: list[tuple[int, int]], *, per_kernel: bool) -> Tensor:
+    """``max`` over ``stage.grid`` of ``Σ_g |DFT|²``: per kernel, or over all kernels (0-d); fixed-size chunks."""
     out = []
+    single = len(slices) == 1
     for i in range(0, kernels.shape[0], stage.kernel_chunk):
-        block = kernels[i : i + stage.kernel_chunk]
+        block = kernels if stage.kernel_chunk >= kernels.shape[0] else kernels[i : i + stage.kernel_chunk]
         best: Optional[Tensor] = None
         for mats in stage.mats:
             acc: Optional[Tensor] = None
             for (a, b), mat in zip(slices, mats):
-                prod = (block[:, a:b] @ mat).square()
-                half = mat.shape[1] // 2
-                power = prod[:, :half] + prod[:, half:]
+                prod = (block if single else block[:, a:b]) @ mat  # [Re | Im] of the DFT
+                power = prod.square().view(prod.shape[0], 2, -1).sum(dim=1)
                 acc = power if acc is None else acc + power
             assert acc is not None
-            peak = acc.amax(dim=1)
+            peak = acc.amax(dim=1) if per_kernel else acc.amax()
             best = peak if best is None else torch.maximum(best, peak)
         assert best is not None
         out.append(best)
-    return out[0] if len(out) == 1 else torch.cat(out)
+    if per_kernel:
+        return out[0] if len(out) == 1 else torch.cat(out)
+    return out[0] if len(out) == 1 else torch.stack(out).amax()
 
 
 def _make_stage(

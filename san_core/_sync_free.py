@@ -47,7 +47,7 @@ def _finite_each(weights: list[Tensor]) -> Tensor:
     (CPU's max-norm is ~10x slower than ``aminmax``). NaN propagates through both."""
     if weights[0].device.type == "cuda":
         return torch.isfinite(torch.stack([n.float() for n in torch._foreach_norm(weights, inf)]))
-    extremes = torch.stack([v.float() for w in weights for v in torch.aminmax(w.detach())])
+    extremes = torch.stack([v.float() for w in weights for v in torch.aminmax(w)])  # callers hold no_grad
     return torch.isfinite(extremes).view(len(weights), 2).all(dim=1)
 
 
@@ -59,6 +59,7 @@ class SyncFreeEngine:
         self.entries: dict[str, _Entry] = {}
         self.by_device: dict[torch.device, list[_Entry]] = {}
         self.counters: dict[torch.device, Tensor] = {}
+        self.true: dict[torch.device, Tensor] = {}
         self.plan_sizes: dict[str, tuple[int, int]] = {}  # conv: (kernels evaluated on the full grid, total)
         self.flags = DeviceFlags()
         self.compile_step = compile_step
@@ -94,6 +95,7 @@ class SyncFreeEngine:
         for entry in self.entries.values():
             self.by_device.setdefault(entry.weight.device, []).append(entry)
         self.counters = {d: self.flags.ensure(d, [e.name for e in es]) for d, es in self.by_device.items()}
+        self.true = {d: torch.ones((), dtype=torch.bool, device=d) for d in self.by_device}
         self._compiled, self._graph, self._graph_out = None, None, []
 
     def _entry(self, name: str) -> _Entry:
@@ -172,7 +174,7 @@ class SyncFreeEngine:
 
     def core(self, subsets: list[Optional[Tensor]]) -> list[Tensor]:
         """Constants of every layer, and the guarded write; fixed shapes, no host sync."""
-        values: dict[str, tuple[Tensor, Tensor]] = {}
+        values: dict[str, tuple[Tensor, Optional[Tensor]]] = {}
         with torch.no_grad():
             for entry, subset in zip(self.entries.values(), subsets):
                 values[entry.name] = self._constant(entry, subset)
@@ -180,24 +182,28 @@ class SyncFreeEngine:
                 self._guarded_write(entries, [values[e.name] for e in entries], self.counters[device])
         return [values[name][0] for name in self.entries]
 
-    def _constant(self, entry: _Entry, subset: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    def _constant(self, entry: _Entry, subset: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
         """``(constant, pruning verified)`` of one layer."""
-        weight = entry.weight
+        weight = entry.weight  # under no_grad: no detach needed
         if entry.plan is not None:
-            kernels = weight.detach().reshape(weight.shape[0] * weight.shape[1], -1).to(entry.cdtype)
+            kernels = weight.reshape(weight.shape[0] * weight.shape[1], -1)
+            kernels = kernels if kernels.dtype == entry.cdtype else kernels.to(entry.cdtype)
             if subset is not None:
                 kernels = kernels.index_select(0, subset)
-            power, verified = entry.plan.max_power(kernels)
-            return power.clamp_min(0).sqrt() * entry.factor, verified
+            power, verified = entry.plan.max_power(kernels)  # a sum of squares: ≥ 0
+            constant = power.sqrt() if entry.factor == 1 else power.sqrt() * entry.factor
+            return constant, verified
         if entry.linear == "sn":
             u = self.san.power_vectors[entry.name]
             n_iter = self.san.config["n_power_iter"]
             constant = linear_constant(weight, method="power", u=u, n_iter=n_iter)
         else:
             constant = _linear.sigma(weight, entry.cdtype, entry.u)
-        return constant * entry.factor, torch.ones((), dtype=torch.bool, device=weight.device)
+        return (constant if entry.factor == 1 else constant * entry.factor), None
 
-    def _guarded_write(self, entries: list[_Entry], values: list[tuple[Tensor, Tensor]], counter: Tensor) -> None:
+    def _guarded_write(
+        self, entries: list[_Entry], values: list[tuple[Tensor, Optional[Tensor]]], counter: Tensor
+    ) -> None:
         """Divide each weight by its constant (or set ``s``), except where the weight or constant is not finite;
         all layers of one device at once: a few stacked ops and one foreach division."""
         weights = [e.weight for e in entries]
@@ -206,7 +212,9 @@ class SyncFreeEngine:
         ok_constant = torch.isfinite(constants)
         ok = ok_weight & ok_constant
         safe = torch.where(ok, constants.clamp_min(self.san.config["eps"]), torch.ones_like(constants))
-        DeviceFlags.record(counter, ok_weight, ok_constant, torch.stack([v for _, v in values]))
+        true = self.true[counter.device]
+        verified = torch.stack([true if v is None else v for _, v in values])
+        DeviceFlags.record(counter, ok_weight, ok_constant, verified)
         rescale = [i for i, e in enumerate(entries) if e.scale is None]
         if rescale:
             divisors = safe.unbind()
