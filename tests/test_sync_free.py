@@ -197,6 +197,52 @@ def test_sync_free_matches_the_eager_path_step_for_step() -> None:
     assert runs[0].config["sync_free"] is False and runs[1].sync_free_active()
 
 
+def test_large_gram_falls_back_to_persistent_power_iterations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above MAX_GRAM: power iterations on the Gram matrix from a persistent vector, a lower bound on σ₁."""
+    from san_core import _linear
+
+    monkeypatch.setattr(_linear, "MAX_GRAM", 4)
+    torch.manual_seed(2)
+    layer = nn.Linear(30, 20)
+    with torch.no_grad():  # a clear spectral gap: σ₁ = 10, the rest ≤ 1
+        u, _, vh = torch.linalg.svd(torch.randn(20, 30), full_matrices=False)
+        layer.weight.copy_(u @ torch.diag(torch.cat([torch.tensor([10.0]), torch.rand(19)])) @ vh)
+    san = SAN(nn.Sequential(layer), sync_free=True)
+    got = float(san.normalize_()["0"])
+    assert san._engine.entries["0"].linear == "power"
+    assert got <= 10.0 * (1 + 1e-6) and got == pytest.approx(10.0, rel=1e-6)
+
+
+def test_resume_equals_uninterrupted_on_the_sync_free_path() -> None:
+    """Plans are rebuilt after a resume (a warm-up call): equal to 1e-6, not bit for bit (see the README)."""
+
+    def setup() -> tuple[nn.Module, SAN, torch.optim.Optimizer]:
+        model = critic()
+        san = SAN(model, example_input=batch(), sync_free=True, filter_ratio=0.5)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        san.attach(opt)
+        return model, san, opt
+
+    def train(model: nn.Module, opt: torch.optim.Optimizer, steps: range) -> None:
+        for step in steps:
+            opt.zero_grad()
+            model(*batch(seed=step)).square().mean().backward()
+            opt.step()
+
+    model, san, opt = setup()
+    train(model, opt, range(3))
+    ckpt = copy.deepcopy({"model": model.state_dict(), "opt": opt.state_dict(), "san": san.state_dict()})
+    train(model, opt, range(3, 6))
+    resumed, rsan, ropt = setup()
+    resumed.load_state_dict(ckpt["model"])
+    ropt.load_state_dict(ckpt["opt"])
+    rsan.load_state_dict(ckpt["san"])
+    train(resumed, ropt, range(3, 6))
+    assert rsan.calls == san.calls == 6
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
 # ----------------------------------------------------------------------------------------------- the guard
 @pytest.mark.parametrize("form", ["rescale", "reparametrize"])
 @pytest.mark.parametrize("where", ["check", "state_dict", "describe"])
