@@ -63,3 +63,18 @@ def sigma(weight: Tensor, cdtype: torch.dtype, u: Optional[Tensor] = None) -> Te
         u.copy_(vec)
         lam = vec @ (gram @ vec)
     return lam.clamp_min(0).sqrt().to(cdtype)
+
+
+def power_sigma(weight: Tensor, cdtype: torch.dtype, u: Tensor, n_iter: int) -> Tensor:
+    """``linear_method="power"`` on the sync-free path: spectral norm's ``n_iter`` power iterations from the
+    persistent ``u`` (updated in place), the same arithmetic as :func:`~san_core.spectrum.linear_constant`, without
+    its eager checks and precision context (the engine sets that around the whole step)."""
+    mat = weight.reshape(weight.shape[0], -1)
+    mat = mat if mat.dtype == cdtype else mat.to(cdtype)
+    vec = torch.nn.functional.normalize(u if u.dtype == cdtype else u.to(cdtype), dim=0)
+    v = vec
+    for _ in range(n_iter):
+        v = torch.nn.functional.normalize(mat.t() @ vec, dim=0)
+        vec = torch.nn.functional.normalize(mat @ v, dim=0)
+    u.copy_(vec)
+    return torch.dot(vec, mat @ v)

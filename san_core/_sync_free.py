@@ -22,7 +22,7 @@ from . import _dft, _linear
 from ._guard import DeviceFlags
 from ._pruning import StaticPlan, build_plan
 from ._reparam import InverseScale, raw_weight
-from .spectrum import _compute_dtype, compensation_gain, conv_geometry, linear_constant, subset_size
+from .spectrum import _compute_dtype, compensation_gain, conv_geometry, subset_size
 
 #: The warm-up of a layer drawn with filter_ratio < 1 sizes its plan on a subset drawn with this seed.
 PLAN_SEED = 0
@@ -196,7 +196,7 @@ class SyncFreeEngine:
         if entry.linear == "sn":
             u = self.san.power_vectors[entry.name]
             n_iter = self.san.config["n_power_iter"]
-            constant = linear_constant(weight, method="power", u=u, n_iter=n_iter)
+            constant = _linear.power_sigma(weight, entry.cdtype, u, n_iter)
         else:
             constant = _linear.sigma(weight, entry.cdtype, entry.u)
         return (constant if entry.factor == 1 else constant * entry.factor), None
