@@ -40,6 +40,9 @@ from . import _dft
 LEVEL_ALPHAS = (1.0, 0.3)
 #: A level (or pruning at all) must cost at most this fraction of the full evaluation to be used.
 WORTH = 0.25
+#: Fixed cost of one more pruning stage (~10 small ops), in (kernel × frequency) units of the cost model: launches
+#: dominate on a GPU (~50 µs ≈ 5e6 units at ~1e13 flop/s), much less so on a CPU.
+STAGE_OVERHEAD = {"cuda": 5e6, "cpu": 5e4}
 
 
 def spans(groups: Sequence[_dft.TapGroup]) -> tuple[int, ...]:
@@ -248,8 +251,8 @@ def build_plan(
     """Choose the stage sizes from one exact evaluation (``exact``: the max power of these kernels; host syncs).
 
     Each stage keeps ``1.25 × (kernels whose bound reaches the result) + 8`` kernels; the cheapest of the
-    level subsets wins, and no pruning at all when even that costs over :data:`WORTH` of the full evaluation
-    (or with ``prune=False``).
+    level subsets wins (each stage also costs :data:`STAGE_OVERHEAD`), and no pruning at all when even that costs
+    over :data:`WORTH` of the full evaluation (or with ``prune=False``).
     """
     num_kernels, num_taps = kernels.shape
     order = torch.cat([idx for idx, _ in groups])
@@ -262,10 +265,11 @@ def build_plan(
     full_freqs = math.prod(_dft.half_spectrum_shape(grid))
     threshold = float(exact) * (1 - 1e-6)
     levels = bound_levels(groups, grid)
-    best_cost, best_counts, best_levels = float(num_kernels * full_freqs) * WORTH, None, None
+    overhead = STAGE_OVERHEAD.get(kernels.device.type, STAGE_OVERHEAD["cpu"])
+    best_cost, best_counts, best_levels = float(num_kernels * full_freqs) * WORTH + overhead, None, None
     for subset in ([], levels[:1], levels[1:], levels) if prune else ():
         upper, _ = l1_bounds(grouped, ind)
-        counts, cost, rows = [], 0.0, grouped
+        counts, cost, rows = [], overhead * (2 + len(subset)), grouped
         for coarse, factor in subset:
             need = int((upper >= threshold).sum())
             count = min(upper.shape[0], math.ceil(1.25 * need) + 8)
