@@ -60,6 +60,7 @@ class SyncFreeEngine:
         self.by_device: dict[torch.device, list[_Entry]] = {}
         self.counters: dict[torch.device, Tensor] = {}
         self.true: dict[torch.device, Tensor] = {}
+        self.tied: list[list[str]] = []  # layers sharing one weight Parameter
         self.plan_sizes: dict[str, tuple[int, int]] = {}  # conv: (kernels evaluated on the full grid, total)
         self.flags = DeviceFlags()
         self.compile_step = compile_step
@@ -96,6 +97,10 @@ class SyncFreeEngine:
             self.by_device.setdefault(entry.weight.device, []).append(entry)
         self.counters = {d: self.flags.ensure(d, [e.name for e in es]) for d, es in self.by_device.items()}
         self.true = {d: torch.ones((), dtype=torch.bool, device=d) for d in self.by_device}
+        by_weight: dict[int, list[str]] = {}
+        for entry in self.entries.values():
+            by_weight.setdefault(id(entry.weight), []).append(entry.name)
+        self.tied = [names for names in by_weight.values() if len(names) > 1]
         self._compiled, self._graph, self._graph_out = None, None, []
 
     def _entry(self, name: str) -> _Entry:
@@ -178,6 +183,9 @@ class SyncFreeEngine:
         with torch.no_grad():
             for entry, subset in zip(self.entries.values(), subsets):
                 values[entry.name] = self._constant(entry, subset)
+            for members in self.tied:  # one Parameter in several layers: divided once, by the largest constant
+                shared = torch.stack([values[m][0] for m in members]).amax()
+                values.update({m: (shared, values[m][1]) for m in members})
             for device, entries in self.by_device.items():
                 self._guarded_write(entries, [values[e.name] for e in entries], self.counters[device])
         return [values[name][0] for name in self.entries]
@@ -215,7 +223,8 @@ class SyncFreeEngine:
         true = self.true[counter.device]
         verified = torch.stack([true if v is None else v for _, v in values])
         DeviceFlags.record(counter, ok_weight, ok_constant, verified)
-        rescale = [i for i, e in enumerate(entries) if e.scale is None]
+        first = {id(w): i for i, w in reversed(list(enumerate(weights)))}
+        rescale = [i for i, e in enumerate(entries) if e.scale is None and first[id(e.weight)] == i]
         if rescale:
             divisors = safe.unbind()
             torch._foreach_div_(

@@ -241,6 +241,19 @@ def test_apply_san_passes_sync_free_and_form_and_remove_is_exact() -> None:
     assert_same(model, before)
 
 
+def test_tied_weight_is_divided_once_by_the_largest_constant() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1))
+    model[1].weight = model[0].weight
+    sizes = {"0": (8, 8), "1": (16, 16)}
+    san = SAN(model, input_sizes=sizes, sync_free=True)
+    for _ in range(2):
+        constants = san.normalize_()
+    assert float(constants["0"]) == float(constants["1"])
+    values = [float(conv_constant(model[0].weight.double(), size)) for size in sizes.values()]
+    assert max(values) == pytest.approx(1.0, rel=1e-6)  # not 1/c: one division
+
+
 def test_a_swapped_weight_storage_is_re_planned() -> None:
     model = critic()
     san = SAN(model, example_input=batch(), sync_free=True)
