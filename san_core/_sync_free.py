@@ -36,7 +36,8 @@ class _Entry:
     scale: Optional[InverseScale]
     cdtype: torch.dtype
     factor: float  # g (compensation) × g_l (layer gain)
-    plan: Optional[StaticPlan] = None  # convs
+    plan: Optional[StaticPlan] = None  # convs (at the smallest recorded input size)
+    more_plans: tuple[StaticPlan, ...] = ()  # one per further recorded input size: the constant is the max
     subset: int = 0  # ⌈m·n·r⌉ when filter_ratio < 1
     linear: str = ""  # "row"/"gram"/"power" (sync-free σ₁) or "sn" (linear_method="power")
     u: Optional[Tensor] = None
@@ -75,7 +76,7 @@ class SyncFreeEngine:
         weight = raw_weight(layer)
         cfg = self.san.config
         return (
-            self.san.input_sizes.get(name), tuple(weight.shape), weight.dtype, weight.device, id(weight),
+            tuple(self.san.sizes_of(name)), tuple(weight.shape), weight.dtype, weight.device, id(weight),
             weight.data_ptr(),  # storage swapped under the same Parameter (``p.data = …``): a captured graph is stale
             cfg["stride_mode"], cfg["filter_ratio"], cfg["gain"], cfg["method"], cfg["max_memory"],
             cfg["linear_method"], cfg["n_power_iter"], cfg["layer_gains"].get(name),
@@ -117,9 +118,6 @@ class SyncFreeEngine:
                 entry.u = torch.ones(m, dtype=torch.float64, device=weight.device) / m**0.5
             return entry
         transposed = isinstance(layer, nn.modules.conv._ConvTransposeNd)
-        grid, groups = conv_geometry(
-            weight.shape[2:], self.san.input_sizes[name], layer.stride, layer.dilation, transposed, cfg["stride_mode"]
-        )
         num_kernels = weight.shape[0] * weight.shape[1]
         kernels = weight.detach().reshape(num_kernels, -1).to(cdtype)
         ratio = cfg["filter_ratio"]
@@ -129,9 +127,15 @@ class SyncFreeEngine:
             kernels = kernels[chosen[: entry.subset].to(kernels.device)]
         entry.factor *= compensation_gain(num_kernels, ratio) if cfg["gain"] is None else float(cfg["gain"])
         prune = cfg["method"] in ("auto", "pruned")
-        with _dft.exact_matmul(weight.device):
-            exact = _dft.max_power(kernels, groups, grid, prune=True, max_memory=cfg["max_memory"])
-            entry.plan = build_plan(kernels, groups, grid, exact, cfg["max_memory"], prune=prune)
+        plans = []
+        for size in self.san.sizes_of(name):  # one plan per recorded input size
+            grid, groups = conv_geometry(
+                weight.shape[2:], size, layer.stride, layer.dilation, transposed, cfg["stride_mode"]
+            )
+            with _dft.exact_matmul(weight.device):
+                exact = _dft.max_power(kernels, groups, grid, prune=True, max_memory=cfg["max_memory"])
+                plans.append(build_plan(kernels, groups, grid, exact, cfg["max_memory"], prune=prune))
+        entry.plan, entry.more_plans = plans[0], tuple(plans[1:])
         return entry
 
     def active(self) -> bool:
@@ -199,6 +203,11 @@ class SyncFreeEngine:
             if subset is not None:
                 kernels = kernels.index_select(0, subset)
             power, verified = entry.plan.max_power(kernels)  # a sum of squares: ≥ 0
+            for plan in entry.more_plans:
+                other, other_verified = plan.max_power(kernels)
+                power = torch.maximum(power, other)
+                if other_verified is not None:
+                    verified = other_verified if verified is None else verified & other_verified
             constant = power.sqrt() if entry.factor == 1 else power.sqrt() * entry.factor
             return constant, verified
         if entry.linear == "sn":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ._reparam import FORMS, raw_weight
+from ._reparam import FORMS, InverseScale, raw_weight
 from .spectral_norm import spectral_norm_style
 from .spectrum import METHODS, STRIDE_MODES
 
@@ -80,6 +81,12 @@ def check_layer(name: str, layer: nn.Module) -> None:
             "strip_spectral_norm_() or use apply_san(..., strip_spectral_norm=True)"
         )
     if parametrize.is_parametrized(layer, "weight"):
+        if any(isinstance(p, InverseScale) for p in layer.parametrizations["weight"]):  # type: ignore[index]
+            raise ValueError(
+                f"SAN: layer {name!r} carries the W / s of SAN's form='reparametrize' (a copy of a critic with SAN "
+                "applied?); remove it first: torch.nn.utils.parametrize.remove_parametrizations(layer, 'weight', "
+                "leave_parametrized=False)"
+            )
         raise ValueError(f"SAN: layer {name!r} has a parametrized weight; SAN rescales a plain Parameter")
     weight = layer._parameters.get("weight")
     if not isinstance(weight, nn.Parameter):
@@ -92,12 +99,26 @@ def check_layer(name: str, layer: nn.Module) -> None:
         raise ValueError(f"SAN: layer {name!r} has NaN/Inf weights")
 
 
-def check_size(name: str, conv: nn.modules.conv._ConvNd, size: Sequence[int]) -> tuple[int, ...]:
+def check_size(
+    name: str, conv: nn.modules.conv._ConvNd, size: Sequence[int], stride_mode: str = "paper"
+) -> tuple[int, ...]:
+    """``size`` as a tuple of ints, checked against the conv (and, for ``stride_mode="exact"``, its stride)."""
     ndim = raw_weight(conv).dim() - 2
-    size = tuple(int(s) for s in size)
+    if isinstance(size, (str, bytes)) or not isinstance(size, Sequence) or isinstance(size, bool):
+        raise ValueError(f"SAN: layer {name!r} expects an input size of {ndim} positive ints, got {size!r}")
+    try:
+        size = tuple(operator.index(s) for s in size if not isinstance(s, bool) or 1 / 0)
+    except (TypeError, ZeroDivisionError):
+        raise ValueError(f"SAN: layer {name!r} expects an input size of {ndim} positive ints, got {size!r}") from None
     if len(size) != ndim or any(s < 1 for s in size):
         raise ValueError(f"SAN: layer {name!r} expects an input size of {ndim} positive ints, got {size}")
-    if isinstance(conv.padding, str) or isinstance(conv, nn.modules.conv._ConvTransposeNd):
+    transposed = isinstance(conv, nn.modules.conv._ConvTransposeNd)
+    if stride_mode == "exact" and not transposed and any(n % s for n, s in zip(size, conv.stride)):
+        raise ValueError(
+            f"SAN: layer {name!r} sees a {size} input, not divisible by its stride {tuple(conv.stride)}, which "
+            "stride_mode='exact' needs; use stride_mode='paper' (an upper bound) or inputs divisible by the stride"
+        )
+    if isinstance(conv.padding, str) or transposed:
         return size
     for n, k, d, p in zip(size, conv.kernel_size, conv.dilation, conv.padding):
         if d * (k - 1) + 1 > n + 2 * p or (conv.padding_mode == "circular" and p > n):
@@ -122,3 +143,17 @@ def check_layer_gains(gains: Optional[Mapping[str, float]], layers: Mapping[str,
     if bad:
         raise ValueError(f"SAN: expected every layer gain to be a finite number > 0, got {bad}")
     return {n: float(g) for n, g in gains.items()}
+
+
+def check_optimizer(optimizer: Any, module: nn.Module) -> None:
+    """``optimizer`` must be an optimizer holding at least one Parameter of ``module``."""
+    groups = getattr(optimizer, "param_groups", None)
+    if not isinstance(optimizer, torch.optim.Optimizer) or not isinstance(groups, list):
+        raise TypeError(f"SAN.attach: expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    held = [p for g in groups for p in g.get("params", ())]
+    ours = {id(p) for p in module.parameters()}
+    if not any(id(p) in ours for p in held):
+        raise ValueError(
+            f"SAN.attach: the optimizer holds {len(held)} parameters, none of them the critic's "
+            f"({type(module).__name__}, {len(ours)} parameters); attach the critic's optimizer"
+        )

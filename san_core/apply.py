@@ -8,7 +8,7 @@ from torch import nn
 
 from .normalizer import _APPLIED, SAN, unwrap_model
 from .padding import PaddingRecord, switched_by_us, to_circular_padding_
-from .spectral_norm import SpectralNormRecord, strip_spectral_norm_
+from .spectral_norm import SpectralNormRecord, spectral_norm_style, strip_spectral_norm_
 from .targets import Patterns, resolve, select_layers
 
 
@@ -24,9 +24,14 @@ def apply_san(
     """One call: strip spectral norm, switch the selected convs to circular padding, build :class:`SAN`.
 
     On any error the model is restored exactly and the error re-raised. ``san.remove()`` undoes all.
+    Apply it to the bare critic *before* wrapping it in ``DistributedDataParallel`` (which caches the critic's
+    buffers at construction): a DDP-wrapped critic whose spectral norm (``u``/``v`` buffers) would be stripped is
+    refused.
     """
     inner = unwrap_model(module)
     matched = select_layers(inner, targets, exclude=exclude).matched  # fail early, before any change
+    if strip_spectral_norm:
+        refuse_after_ddp(module, [n for n, m in resolve(inner, matched) if spectral_norm_style(m) is not None])
     for name, layer in resolve(inner, matched):
         if layer in _APPLIED:
             raise RuntimeError(
@@ -47,3 +52,17 @@ def apply_san(
         raise
     san._records = records
     return san
+
+
+def refuse_after_ddp(module: nn.Module, stripped: list[str]) -> None:
+    """Refuse to strip spectral norm under an existing ``DistributedDataParallel``: DDP caches its buffer list at
+    construction, and the removed ``u``/``v`` buffers break its next forward (an internal assert in its reducer)."""
+    wrapped = isinstance(module, nn.parallel.DistributedDataParallel) or type(module).__name__.endswith(
+        "DistributedDataParallel"
+    )
+    if wrapped and stripped:
+        raise RuntimeError(
+            f"apply_san: the critic is already wrapped in {type(module).__name__}, and stripping the spectral norm "
+            f"of {stripped} removes buffers that DDP cached when it was built (its next forward would fail). "
+            "Apply SAN before wrapping: san = apply_san(critic, ...); critic = DistributedDataParallel(critic)"
+        )

@@ -9,10 +9,18 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from . import _dft, _eager, _guard, _reparam, _state
+from . import _dft, _eager, _guard, _reparam, _sizes, _state, _tied
 from ._attach import AttachHandle, attach_after_real_steps
 from ._sync_free import SyncFreeEngine
-from ._validate import check_config, check_form, check_layer, check_layer_gains, check_size, check_sync_options
+from ._validate import (
+    check_config,
+    check_form,
+    check_layer,
+    check_layer_gains,
+    check_optimizer,
+    check_size,
+    check_sync_options,
+)
 from .padding import PaddingRecord
 from .spectral_norm import SpectralNormRecord
 from .targets import Patterns, resolve, select_layers
@@ -25,13 +33,18 @@ _weight = _reparam.raw_weight
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module inside ``DataParallel``/``DistributedDataParallel``-style wrappers (``.module`` chains)."""
+    """The module inside ``DataParallel``/``DistributedDataParallel``-style wrappers (``.module`` chains) and
+    ``torch.compile`` (``._orig_mod``), so layer names never carry ``module.`` or ``_orig_mod.`` prefixes."""
     wrappers = (nn.DataParallel, nn.parallel.DistributedDataParallel)
-    while isinstance(model, wrappers) or type(model).__name__.endswith("DistributedDataParallel"):
-        inner = model.module
+    while True:
+        if isinstance(model, wrappers) or type(model).__name__.endswith("DistributedDataParallel"):
+            inner = model.module
+        elif type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            inner = model._orig_mod
+        else:
+            return model
         assert isinstance(inner, nn.Module)
         model = inner
-    return model
 
 
 class SAN:
@@ -53,7 +66,8 @@ class SAN:
         seed: seeds the kernel-subset generator (same subsets on every DDP rank).
         eps: the constant is clamped to at least ``eps`` (zero weights).
         input_sizes: ``{layer name: spatial size}``; otherwise learned from ``example_input`` or
-            from every forward pass (forward pre-hooks record the latest size).
+            from every forward pass (forward pre-hooks record each size a conv sees; its constant is the max
+            over its recorded sizes, see :mod:`san_core._sizes` and :meth:`forget_sizes`).
         example_input: a tensor (or tuple of positional args) to run once, in eval mode under
             ``no_grad``, to learn the sizes; training flags are restored afterwards.
         normalize_at_first_forward: each layer normalizes itself just before its first use.
@@ -128,12 +142,15 @@ class SAN:
                 raise RuntimeError(f"SAN: layer {name!r} is already normalized by {owner!r}; call .remove() first")
             check_layer(name, layer)
         self.config["layer_gains"] = check_layer_gains(layer_gains, self.layers)
-        self.input_sizes: dict[str, tuple[int, ...]] = {}
+        self.input_sizes: dict[str, tuple[int, ...]] = {}  # the latest size of each conv
+        self.seen_sizes: dict[str, list[tuple[int, ...]]] = {}  # every recorded size, least recent first
+        self._warned: set[str] = set()
         for name, size in (input_sizes or {}).items():
             conv = self.layers.get(name)
             if not isinstance(conv, nn.modules.conv._ConvNd):
                 raise ValueError(f"SAN: input_sizes names {name!r}, which is not a selected conv layer")
-            self.input_sizes[name] = check_size(name, conv, size)
+            self.input_sizes[name] = check_size(name, conv, size, stride_mode)
+            self.seen_sizes[name] = [self.input_sizes[name]]
         self.calls = 0
         self.last_constants: dict[str, Tensor] = {}
         self.generator = torch.Generator().manual_seed(seed)
@@ -145,8 +162,9 @@ class SAN:
         self._engine = SyncFreeEngine(self, compile_step=compile_step, cuda_graph=cuda_graph)
         self.scales: dict[str, _reparam.InverseScale] = {}
         for name, layer in self.layers.items():
+            _sizes.purge_inert_hooks(layer)  # a deep copy's / unpickled model's hooks of another SAN
             _APPLIED[layer] = self
-            self._handles.append(layer.register_forward_pre_hook(self._make_pre_hook(name)))
+            self._handles.append(layer.register_forward_pre_hook(_sizes.SizeHook(self, name)))
             if form == "reparametrize":
                 self.scales[name] = _reparam.install(layer)
         if example_input is not None:
@@ -160,17 +178,42 @@ class SAN:
         return f"SAN({len(self.layers)} layers of {type(self.module).__name__}, interval={self.config['interval']})"
 
     # ----------------------------------------------------------------------------------------- sizes
-    def _make_pre_hook(self, name: str):
-        def hook(layer: nn.Module, args: tuple) -> None:
-            if isinstance(layer, nn.modules.conv._ConvNd) and args and isinstance(args[0], Tensor):
-                size = tuple(args[0].shape[-(_weight(layer).dim() - 2) :])
-                if self.input_sizes.get(name) != size:
-                    self.input_sizes[name] = check_size(name, layer, size)
-            if name in self._pending:
-                self._rescale(self.constants([name]))
-                self._pending.discard(name)
+    def _on_forward(self, name: str, layer: nn.Module, args: tuple) -> None:
+        """The forward pre-hook's work: record a new input size (checked first), run a pending normalization."""
+        size = _sizes.input_size(layer, args, _weight(layer).dim() - 2)
+        if size is not None and self.input_sizes.get(name) != size:
+            assert isinstance(layer, nn.modules.conv._ConvNd)
+            size = check_size(name, layer, size, self.config["stride_mode"])  # raises before recording
+            _sizes.record(self.seen_sizes.setdefault(name, []), size, name, self._warned)
+            self.input_sizes[name] = size
+        if name in self._pending:
+            groups = _tied.tied_groups(self.layers)
+            names = [n for n in _tied.with_tied([name], groups) if n == name or n in self.sizes_known()]
+            self._rescale(_tied.combine(self.constants(names), groups))
+            self._pending.difference_update(_tied.with_tied([name], groups))
 
-        return hook
+    def sizes_of(self, name: str) -> list[tuple[int, ...]]:
+        """Every recorded input size of conv ``name`` (sorted); its constant is the max over them."""
+        sizes = set(self.seen_sizes.get(name, ()))
+        if name in self.input_sizes:
+            sizes.add(self.input_sizes[name])
+        return sorted(sizes)
+
+    def sizes_known(self) -> set[str]:
+        return {n for n, m in self.layers.items() if not isinstance(m, nn.modules.conv._ConvNd) or self.sizes_of(n)}
+
+    def forget_sizes(self, names: Optional[Sequence[str]] = None) -> dict[str, list[tuple[int, ...]]]:
+        """Keep only the latest input size of ``names`` (default: every conv); returns the sizes forgotten."""
+        forgotten = {}
+        for name in self.layers if names is None else names:
+            if name not in self.layers:
+                raise ValueError(f"SAN.forget_sizes: {name!r} is not a selected layer; selected: {list(self.layers)}")
+            latest = self.input_sizes.get(name)
+            old = [s for s in self.sizes_of(name) if s != latest]
+            if old:
+                forgotten[name] = old
+            self.seen_sizes[name] = [latest] if latest is not None else []
+        return forgotten
 
     def _probe(self, example_input: Union[Tensor, tuple]) -> None:
         flags = {m: m.training for m in self.module.modules()}
@@ -188,16 +231,18 @@ class SAN:
     def constants(self, names: Optional[Sequence[str]] = None) -> dict[str, Tensor]:
         """The constants of ``names`` (default: every selected layer) before any rescale; changes no weight.
 
-        Checks first that every weight is finite and every conv's input size is known. With
+        Checks first that every weight is finite and every conv's input size is known. A weight shared by
+        several of ``names`` gets the max of their constants (:mod:`san_core._tied`). With
         ``filter_ratio < 1`` it draws new subsets and with ``linear_method="power"`` it advances the
         power iteration, like a normalization does; on any error both are rolled back.
         """
         names = list(self.layers) if names is None else list(names)
         self._check_ready(names)
+        groups = _tied.tied_groups(self.layers)
         rng_state = self.generator.get_state()
         vectors = {n: u.clone() for n, u in self.power_vectors.items()}
         try:
-            constants = {name: _eager.constant_of(self, name) for name in names}
+            constants = _tied.combine({name: _eager.constant_of(self, name) for name in names}, groups)
             self._check_finite(constants)
         except BaseException:
             self.generator.set_state(rng_state)
@@ -247,13 +292,15 @@ class SAN:
 
     def _rescale(self, constants: Mapping[str, Tensor]) -> None:
         """``W ← W / c`` (form ``"rescale"``) or ``s ← c`` (``"reparametrize"``), ``c`` clamped to ``eps``."""
+        done: set[int] = set()  # a tied weight is divided once (its constants are already combined)
         with torch.no_grad():
             for name, constant in constants.items():
                 scale = self.scales.get(name)
+                weight = _weight(self.layers[name])
                 if scale is not None:
                     scale.s.copy_(constant.clamp_min(self.config["eps"]))
-                else:
-                    weight = _weight(self.layers[name])
+                elif id(weight) not in done:
+                    done.add(id(weight))
                     weight.div_(constant.clamp_min(self.config["eps"]).to(weight.dtype))
 
     def normalize_(self, *, force: bool = False) -> dict[str, Tensor]:
@@ -292,6 +339,7 @@ class SAN:
         """
         if any(h.optimizer is optimizer and h.active for h in self._attached):
             raise RuntimeError("SAN.attach: this optimizer is already attached; remove its handle first")
+        check_optimizer(optimizer, self.module)
         handle = attach_after_real_steps(optimizer, self.normalize_)
         self._attached.append(handle)
         return handle
@@ -331,14 +379,18 @@ class SAN:
         self._engine.entries.clear()
 
     def describe(self) -> list[dict[str, Any]]:
-        """Per layer: name, type, weight shape, input size, last constant (``None`` before any); calls :meth:`check`."""
+        """Per layer: name, type, weight shape, input size (the latest), every recorded input size, the layers sharing
+        its weight (``tied_with``), last constant (``None`` before any); calls :meth:`check`."""
         self.check()
+        groups = _tied.tied_groups(self.layers)
         return [
             {
                 "name": n,
                 "type": type(layer).__name__,
                 "shape": tuple(_weight(layer).shape),
                 "input_size": self.input_sizes.get(n),
+                "input_sizes": self.sizes_of(n),
+                "tied_with": [m for m in groups.get(n, ()) if m != n],
                 "constant": float(self.last_constants[n]) if n in self.last_constants else None,
             }
             for n, layer in self.layers.items()

@@ -21,6 +21,11 @@ def as_patterns(patterns: Patterns, key: str) -> tuple[str, ...]:
         return ()
     if isinstance(patterns, str):
         return (patterns,)
+    if not isinstance(patterns, (list, tuple, set, frozenset)):
+        raise TypeError(
+            f"{key}: expected None, a glob string or a list/tuple of glob strings, got {type(patterns).__name__} "
+            f"{patterns!r}"
+        )
     out = tuple(patterns)
     if not all(isinstance(p, str) and p for p in out):
         raise TypeError(f"{key}: expected a glob string or a list of glob strings, got {patterns!r}")
