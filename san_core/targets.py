@@ -8,7 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
-from torch import nn
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from ._reparam import raw_weight
 
 Patterns = Union[str, Sequence[str], None]
 #: Layer types SAN normalizes: convs (1/2/3-D, transposed too) by Lemma 1, Linear/Embedding by σ₁.
@@ -38,14 +41,17 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
 
 @dataclass
 class Selection:
-    """Result of :func:`select_layers`: matched layer names, and every other layer with the reason."""
+    """Result of :func:`select_layers`: matched layer names, every other layer with the reason, and the matched
+    layers that share their weight Parameter with other matched ones (``tied``: normalized once, together)."""
 
     matched: list[str] = field(default_factory=list)
     unmatched: list[tuple[str, str]] = field(default_factory=list)
+    tied: dict[str, list[str]] = field(default_factory=dict)
 
     def report(self) -> str:
         """A dry-run listing, one layer per line."""
-        lines = [f"matched ({len(self.matched)}):"] + [f"  + {n}" for n in self.matched]
+        shared = {n: f"  [weight shared with {', '.join(others)}]" for n, others in self.tied.items()}
+        lines = [f"matched ({len(self.matched)}):"] + [f"  + {n}{shared.get(n, '')}" for n in self.matched]
         lines += [f"unmatched ({len(self.unmatched)}):"] + [f"  - {n}  [{why}]" for n, why in self.unmatched]
         return "\n".join(lines)
 
@@ -93,6 +99,17 @@ def select_layers(
             selection.unmatched.append((name, "excluded"))
         else:
             selection.matched.append(name)
+    weights: dict[int, list[str]] = {}
+    for name in selection.matched:
+        layer = named[name]
+        weight = (
+            raw_weight(layer)
+            if isinstance(layer._parameters.get("weight"), Tensor) or parametrize.is_parametrized(layer, "weight")
+            else None
+        )
+        if weight is not None:
+            weights.setdefault(id(weight), []).append(name)
+    selection.tied = {n: [m for m in group if m != n] for group in weights.values() if len(group) > 1 for n in group}
     if not selection.matched:
         layer_names = [n for n, m in named.items() if n and isinstance(m, types)]
         probe = include[0] if include else (excluded[0] if excluded else "")
