@@ -26,6 +26,8 @@ from .spectrum import _compute_dtype, compensation_gain, conv_geometry, subset_s
 
 #: The warm-up of a layer drawn with filter_ratio < 1 sizes its plan on a subset drawn with this seed.
 PLAN_SEED = 0
+#: A float32 layer with ``numel · max|w|`` above this is planned in float64 (its squared DFT could overflow float32).
+FLOAT32_SAFE = 1e18
 
 
 @dataclass
@@ -109,6 +111,8 @@ class SyncFreeEngine:
         weight = raw_weight(layer)
         cfg = self.san.config
         cdtype = _compute_dtype(weight, "SAN")
+        if cdtype == torch.float32 and weight.numel() * float(weight.detach().abs().amax()) > FLOAT32_SAFE:
+            cdtype = torch.float64  # |DFT|² (≤ (Σ|w|)²) could overflow float32 (weights ~1e20)
         layer_gain = cfg["layer_gains"].get(name, 1.0)
         entry = _Entry(name, self._key(name), weight, self.san.scales.get(name), cdtype, layer_gain)
         if not isinstance(layer, nn.modules.conv._ConvNd):
@@ -164,6 +168,8 @@ class SyncFreeEngine:
         bad = self.flags.read_all()
         for name in [n for n in self.entries if self.flags.unverified.get(n, 0) > before.get(n, 0)]:
             del self.entries[name]
+        for name in bad[1]:  # a NaN/Inf constant (overflow?): re-planned, in float64 if the weights are huge
+            self.entries.pop(name, None)
         return bad
 
     # ------------------------------------------------------------------------------------------- step
