@@ -209,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "fid_name": net.fid_name, "is_name": net.is_name, "ref_n": int(ref["n"]), "ref_is": float(ref["is"]),
         "n_eval": sorted({s.n_eval for s in specs}), "classifier_check": check, "real_pixel_std": real_std,
         "metric_note": _metric_note(net, check, ref), "overrides": _overrides(args),
+        "load": invocation["load_average"],
         "invocations": runlog.keep_invocations(_previous_invocations(out), invocation, results),
     }  # fmt: skip
     shows = write_outputs(out, meta, results)

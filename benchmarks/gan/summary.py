@@ -53,9 +53,10 @@ def what_it_shows(rows: list[dict[str, Any]], results: list[dict[str, Any]], met
     costs = _costs(rows)
     if costs:
         lines.append(
-            "- **Cost per critic step (measured reliably here as ratios):** SAN's critic update takes "
-            + "; ".join(costs) + " (median ms per D step, runs timed one after another; "
-            "`python -m benchmarks.speed_side_by_side` interleaves them for a like-for-like ratio)."
+            "- **Cost per critic step** (what a CPU measures well, as ratios): in this run SAN's critic update took "
+            + "; ".join(costs) + f" (median ms per D step; load average {meta.get('load', 'n/a')}). The runs are "
+            "timed one after another, so a change of machine load between them moves these ratios; "
+            "`python -m benchmarks.speed_side_by_side` interleaves the treatments for the like-for-like ratio."
         )  # fmt: skip
     drift = _drift(results)
     if drift is not None:
