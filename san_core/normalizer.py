@@ -51,7 +51,8 @@ class SAN:
     """Sparsity Aware Normalization of the selected layers of ``module``, in place.
 
     Convs are divided by ``‖W‖₀,∞`` (Lemma 1, :func:`conv_constant` on each conv's input map size),
-    Linear/Embedding layers by their top singular value ``σ₁``. Constructing it changes no values;
+    Linear/Embedding layers by their top singular value ``σ₁``; a weight shared by several selected layers is divided
+    once, by the largest of their constants (:mod:`san_core._tied`). Constructing it changes no values;
     :meth:`normalize_` rescales, :meth:`attach` runs it after every real optimizer step, and
     :meth:`remove` undoes everything it (and :func:`apply_san`) installed.
 
