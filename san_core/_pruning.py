@@ -184,16 +184,16 @@ class StaticPlan:
         upper, left_out = l1, None
         for stage in self.stages:
             if stage.count < upper.shape[0]:
-                values, pos = upper.topk(stage.count + 1)
-                dropped = values[stage.count]
+                # the smallest kept bound also bounds every kernel dropped here (sorted): no (K+1)-th needed
+                upper, pos = upper.topk(stage.count)
+                dropped = upper[-1]
                 left_out = dropped if left_out is None else torch.maximum(left_out, dropped)
-                pos = pos[: stage.count]
-                kernels, upper = kernels.index_select(0, pos), values[: stage.count]
+                kernels = kernels.index_select(0, pos)
                 if stage.factor:
                     l1 = l1.index_select(0, pos)
             if stage.factor:  # coarse bound, with float-rounding slack ∝ the L1 bound
                 coarse = _static_power(kernels, stage, self.slices, per_kernel=True)
-                upper = torch.minimum(upper, (coarse + l1 * _margin(kernels)) * stage.factor)
+                upper = torch.minimum(upper, coarse.add(l1, alpha=_margin(kernels)).mul(stage.factor))
         power = _static_power(kernels, self.full, self.slices, per_kernel=False)
         if left_out is None:
             return power, None
