@@ -7,7 +7,7 @@ from typing import Any, Union
 from torch import nn
 
 from .normalizer import _APPLIED, SAN, unwrap_model
-from .padding import PaddingRecord, switched_by_us, to_circular_padding_
+from .padding import _ORIGINAL_MODE, PaddingRecord, switched_by_us, to_circular_padding_
 from .spectral_norm import SpectralNormRecord, spectral_norm_style, strip_spectral_norm_
 from .targets import Patterns, resolve, select_layers
 
@@ -40,6 +40,12 @@ def apply_san(
     # Convs already switched by an earlier to_circular_padding_ keep that record; only the others are switched here.
     convs = [n for n, m in resolve(inner, matched) if isinstance(m, nn.modules.conv._ConvNd) and not switched_by_us(m)]
     records: list[Union[PaddingRecord, SpectralNormRecord]] = []
+    # padding modes and markers as they are (a copy's stale markers included), put back exactly on error
+    padding = [
+        (m, m.padding_mode, m.__dict__.get(_ORIGINAL_MODE))
+        for _, m in resolve(inner, matched)
+        if hasattr(m, "padding_mode")
+    ]
     try:
         if strip_spectral_norm:
             records.append(strip_spectral_norm_(inner, matched))
@@ -49,6 +55,11 @@ def apply_san(
     except BaseException:
         for record in reversed(records):
             record.restore()
+        for conv, mode, marker in padding:
+            conv.padding_mode = mode
+            conv.__dict__.pop(_ORIGINAL_MODE, None)
+            if marker is not None:
+                conv.__dict__[_ORIGINAL_MODE] = marker
         raise
     san._records = records
     return san

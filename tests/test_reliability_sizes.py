@@ -157,3 +157,17 @@ def test_torch_save_of_a_reparametrized_critic_says_how_to_save() -> None:
     with pytest.raises(RuntimeError, match="state_dict"):
         torch.save(model, io.BytesIO())
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_apply_san_on_a_copy_of_a_reparametrized_critic_says_what_to_remove() -> None:
+    model = critic()
+    apply_san(model, example_input=torch.randn(1, 3, 8, 8), form="reparametrize", sync_free=False)
+    twin = copy.deepcopy(model)
+    before = {k: v.clone() for k, v in twin.state_dict().items()}
+    with pytest.raises(
+        ValueError, match=r"layer '0' carries the W / s of SAN's form='reparametrize'.*remove_parametriz"
+    ):
+        apply_san(twin, sync_free=False)
+    after = twin.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], v) for k, v in before.items())
+    assert twin[0].padding_mode == "circular" and len(twin[0]._forward_pre_hooks) == 1  # as copied, untouched
