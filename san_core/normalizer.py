@@ -201,19 +201,22 @@ class SAN:
         return sorted(sizes)
 
     def sizes_known(self) -> set[str]:
+        """The selected layers whose constant can be computed now (Linear/Embedding, and convs with a size)."""
         return {n for n, m in self.layers.items() if not isinstance(m, nn.modules.conv._ConvNd) or self.sizes_of(n)}
 
     def forget_sizes(self, names: Optional[Sequence[str]] = None) -> dict[str, list[tuple[int, ...]]]:
         """Keep only the latest input size of ``names`` (default: every conv); returns the sizes forgotten."""
+        names = list(self.layers) if names is None else list(names)
+        unknown = [n for n in names if n not in self.layers]
+        if unknown:
+            raise ValueError(f"SAN.forget_sizes: {unknown} are not selected layers; selected: {list(self.layers)}")
         forgotten = {}
-        for name in self.layers if names is None else names:
-            if name not in self.layers:
-                raise ValueError(f"SAN.forget_sizes: {name!r} is not a selected layer; selected: {list(self.layers)}")
-            latest = self.input_sizes.get(name)
+        for name in [n for n in names if n in self.input_sizes]:  # convs with a known size
+            latest = self.input_sizes[name]
             old = [s for s in self.sizes_of(name) if s != latest]
             if old:
                 forgotten[name] = old
-            self.seen_sizes[name] = [latest] if latest is not None else []
+            self.seen_sizes[name] = [latest]
         return forgotten
 
     def _probe(self, example_input: Union[Tensor, tuple]) -> None:

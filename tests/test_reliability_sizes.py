@@ -82,8 +82,11 @@ def test_train_at_8_then_eval_at_5_keeps_both_until_forgotten(sync_free: bool) -
     assert san.sizes_of("0") == [(5, 5)]
     w = model[0].weight.detach().clone()
     assert float(san.normalize_(force=True)["0"]) == pytest.approx(fft_constant(w, (5, 5)), rel=1e-5)
-    with pytest.raises(ValueError, match="'nope' is not a selected layer"):
-        san.forget_sizes(["nope"])
+    with pytest.raises(ValueError, match=r"\['nope'\] are not selected layers"):
+        san.forget_sizes(["0", "nope"])
+    fresh = SAN(critic(), sync_free=sync_free)
+    fresh.load_state_dict(san.state_dict())  # the state after forgetting loads
+    assert fresh.sizes_of("0") == [(5, 5)]
 
 
 def test_at_most_max_sizes_are_kept_least_recent_first() -> None:

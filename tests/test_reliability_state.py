@@ -168,3 +168,7 @@ def test_recorded_sizes_survive_the_state_and_version_1_states_load(sync_free: b
     older = SAN(critic(), sync_free=sync_free)
     older.load_state_dict(old)
     assert older.sizes_of("0") == [(6, 6)] and older.sizes_of("2") == [(8, 8)]
+    assert san.forget_sizes() == {"0": [(8, 8)]}  # the Linear layer '4' has no sizes to forget
+    after_forget = SAN(critic(), sync_free=sync_free)
+    after_forget.load_state_dict(san.state_dict())
+    assert after_forget.sizes_of("0") == [(6, 6)] and "4" not in after_forget.seen_sizes
