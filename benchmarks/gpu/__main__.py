@@ -39,7 +39,7 @@ def default_out() -> Path:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = _Parser(prog=PROG, description=__doc__.split("\n")[0])
+    p = _Parser(prog=PROG, description=__doc__.split("\n")[0], allow_abbrev=False)  # --smok is a typo, not --smoke
     p.add_argument("--smoke", action="store_true", help="the whole pipeline on the CPU in ≤ 3 min (2 cores)")
     p.add_argument("--out", type=Path, help="output folder (default $OUT, else benchmarks/out/gpu)")
     p.add_argument("--data-dir", type=Path, default=prepare.DEFAULT_DEST, help="what `prepare` wrote")
