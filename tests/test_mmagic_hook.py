@@ -67,7 +67,10 @@ def test_mmagic_child_registry_builds_the_hook() -> None:
     hook = MMAGIC_HOOKS.build(dict(type="SANHook", include="conv_blocks.*", interval=2, filter_ratio=0.5, gain=1.2))
     assert isinstance(hook, san_mmagic.SANHook)
     assert hook.targets == ["conv_blocks.*"] and hook.optim_wrapper == "discriminator"
-    assert hook.san_kwargs == dict(interval=2, filter_ratio=0.5, gain=1.2, stride_mode="paper", seed=0)
+    assert hook.san_kwargs == dict(
+        interval=2, filter_ratio=0.5, gain=1.2, stride_mode="paper", seed=0, form="rescale", sync_free=None,
+        compile_step=False, cuda_graph=False,
+    )  # fmt: skip
     assert hook.priority == "ABOVE_NORMAL"
 
 

@@ -18,8 +18,9 @@ Lifecycle (MMEngine calls ``before_run`` -> weight init -> load/resume -> ``befo
   critic ``optimizer.step()`` then divides each weight by its constant (``W ← W / ‖W‖₀,∞`` for
   convs, ``W ← W / σ₁`` for linear/embedding); accumulation iterations (no ``step``) and AMP-skipped
   steps do not count. A fresh run normalizes each layer once before its first forward.
-- ``after_train_iter``: every ``log_interval`` iterations, the constants of the last normalization
-  (before rescale) go to the MessageHub as ``train/san/<layer>`` (logged as ``san/<layer>``).
+- ``after_train_iter``: every ``log_interval`` iterations, ``SAN.check()`` (raises the sync-free path's delayed
+  NaN/Inf error), then the constants of the last normalization (before rescale) go to the MessageHub as
+  ``train/san/<layer>`` (logged as ``san/<layer>``).
 - ``before_save_checkpoint``: ``checkpoint['san']`` = the SAN state (call count, RNG, input sizes).
 """
 
@@ -40,6 +41,7 @@ from torch import nn
 from san_core import SAN, apply_san, convert_spectral_norm_state_dict, select_layers, spectral_norm_style
 
 from .class_sn import ClassSpectralNormRecord, class_spectral_norm_base, strip_class_spectral_norm_
+from .hook_options import check_san_options
 from .resume_check import renormalize_if_needed, weight_norms
 from .weights import check_local_weights
 
@@ -102,6 +104,9 @@ class SANHook(Hook):
         resume_tolerance: after resuming with a SAN state, layers whose weights do not match it (their saved norms;
             for older checkpoints with ``filter_ratio=1``, constants off 1 by more than this) are normalized, with a
             warning; None = no check.
+        form, sync_free, compile_step, cuda_graph: as in :class:`san_core.SAN` (``"rescale"`` or the authors'
+            ``"reparametrize"``; ``sync_free=None``: on for CUDA weights). With the sync-free path, a NaN/Inf weight
+            or constant is reported by ``SAN.check()``, which the hook calls every ``log_interval`` iterations.
     """
 
     priority = "ABOVE_NORMAL"  # before NORMAL hooks (EMAHook copies the model in before_run), far above CheckpointHook
@@ -123,6 +128,10 @@ class SANHook(Hook):
         include: Patterns = None,
         layer_gains: Optional[dict[str, float]] = None,
         resume_tolerance: Optional[float] = 0.1,
+        form: str = "rescale",
+        sync_free: Optional[bool] = None,
+        compile_step: bool = False,
+        cuda_graph: bool = False,
     ) -> None:
         if not isinstance(module, str) or not module or any(not p for p in module.split(".")):
             raise ValueError(f"SANHook: expected module to be a dotted submodule name, got {module!r}")
@@ -144,25 +153,10 @@ class SANHook(Hook):
         self.optim_wrapper = optim_wrapper or module.rsplit(".", 1)[-1]
         self.log_interval = log_interval
         self.san_kwargs = dict(
-            interval=interval, filter_ratio=filter_ratio, gain=gain, stride_mode=stride_mode, seed=seed
-        )
-        if layer_gains is not None and not isinstance(layer_gains, dict):
-            raise ValueError(f"SANHook: expected layer_gains to be a dict {{layer: gain}}, got {layer_gains!r}")
-        # san_core's own validation, on a throwaway layer: same rules, same messages (layer_gains: the values
-        # here, each under the name "0"; the names are checked against the critic's layers in before_run)
-        checks = [(self.san_kwargs, "")] + [(dict(layer_gains={"0": g}), n) for n, g in (layer_gains or {}).items()]
-        for kwargs, name in checks:
-            try:
-                SAN(nn.Sequential(nn.Linear(1, 1)), **kwargs).remove()  # type: ignore[arg-type]
-            except (ValueError, TypeError) as err:
-                message = str(err).replace("SAN:", "SANHook:", 1).replace("{'0':", f"{{{name!r}:")
-                raise ValueError(message) from None
-        if resume_tolerance is not None and (
-            isinstance(resume_tolerance, bool)
-            or not isinstance(resume_tolerance, (int, float))
-            or resume_tolerance <= 0
-        ):
-            raise ValueError(f"SANHook: expected resume_tolerance to be None or a number > 0, got {resume_tolerance!r}")
+            interval=interval, filter_ratio=filter_ratio, gain=gain, stride_mode=stride_mode, seed=seed, form=form,
+            sync_free=sync_free, compile_step=compile_step, cuda_graph=cuda_graph,
+        )  # fmt: skip
+        check_san_options(self.san_kwargs, layer_gains, resume_tolerance)
         self.resume_tolerance = resume_tolerance
         self.renormalized_after_load: dict[str, float] = {}
         self._check_after_load, self._saved_norms = False, None
@@ -245,6 +239,7 @@ class SANHook(Hook):
         if self.san is None or not self.log_interval or not self.san.last_constants:
             return
         if self.every_n_train_iters(runner, self.log_interval) or self.is_last_train_iter(runner):
+            self.san.check()  # the sync-free path's delayed NaN/Inf error (one host sync), at the logging interval
             names = list(self.san.last_constants)
             values = torch.stack([c.float() for c in self.san.last_constants.values()]).cpu().tolist()
             runner.message_hub.update_scalars({f"train/san/{n}": v for n, v in zip(names, values)})

@@ -1,0 +1,109 @@
+"""SANHook's form / sync_free / compile_step / cuda_graph keys: validated at build, passed to SAN, and the sync-free
+path's delayed NaN/Inf error raised by ``SAN.check()`` at the hook's logging interval (real MMEngine Runner)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+MISSING = [m for m in ("mmengine", "mmagic", "mmcv") if importlib.util.find_spec(m) is None]
+pytestmark = pytest.mark.skipif(
+    bool(MISSING), reason=f'needs the [mmagic] extra (pip install "sparsity-aware-norm[mmagic]"); missing {MISSING}'
+)
+
+if not MISSING:
+    import san_mmagic
+    from mmagic.registry import HOOKS as MMAGIC_HOOKS
+    from mmengine.hooks import Hook
+    from mmengine.registry import HOOKS
+    from mmengine.runner import Runner
+    from standins import mmagic_fixtures as fx
+    from standins.fft_reference import one_sparse_gain
+
+    fx.register_probe()
+    DATA_OK = fx.CIFAR_NPZ.is_file()
+else:
+    DATA_OK = False
+
+needs_data = pytest.mark.skipif(not MISSING and not DATA_OK, reason="needs ../shared/data (cifar10 subset npz)")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(form="authors"), r"^SANHook: expected form in \('rescale', 'reparametrize'\), got 'authors'$"),
+        (dict(sync_free="yes"), r"^SANHook: expected sync_free to be None or a bool, got 'yes'$"),
+        (dict(compile_step=1), r"^SANHook: expected compile_step to be a bool, got 1$"),
+        (dict(compile_step=True, sync_free=False), r"^SANHook: compile_step/cuda_graph compile the sync-free step"),
+        (dict(cuda_graph="on"), r"^SANHook: expected cuda_graph to be a bool, got 'on'$"),
+    ],
+)
+def test_bad_values_fail_in_init_with_one_line(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as info:
+        MMAGIC_HOOKS.build(dict(type="SANHook", **kwargs))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU-only refusal")
+def test_cuda_graph_without_cuda_fails_in_init() -> None:
+    with pytest.raises(ValueError, match=r"^SANHook: cuda_graph=True needs CUDA, but torch.cuda.is_available"):
+        san_mmagic.SANHook(cuda_graph=True)
+
+
+def _cfg(tmp_path: Path, iters: int, **hook_keys: Any) -> Any:
+    data = fx.cifar_png_folder(tmp_path / "cifar")
+    cfg = fx.tiny_cfg(fx.SNGAN_CNN, tmp_path / "run", data, iters=iters, name="options", batch=2)
+    cfg.custom_hooks = [h if h["type"] != "SANHook" else {**h, **hook_keys} for h in cfg.custom_hooks]
+    return cfg
+
+
+@needs_data
+def test_reparametrize_and_sync_free_reach_san_and_train_exactly(tmp_path: Path) -> None:
+    runner = Runner.from_cfg(_cfg(tmp_path, 3, form="reparametrize", sync_free=True, compile_step=False))
+    runner.train()
+    hook, probe = fx.hooks_of(runner)
+    san = hook.san
+    assert san.config["form"] == "reparametrize" and san.config["sync_free"] is True
+    assert san._engine.compile_step is False and san._engine.cuda_graph is False
+    assert san.sync_free_active() and san.calls == probe.d_steps == 3
+    for name, layer in san.layers.items():  # the forward's weight is W / s; the raw W is not normalized
+        assert torch.nn.utils.parametrize.is_parametrized(layer, "weight"), name
+        size = san.input_sizes.get(name)
+        assert one_sparse_gain(layer, size) == pytest.approx(1.0, abs=1e-4), name
+        raw, s = layer.parametrizations.weight.original, float(layer.parametrizations.weight[0].s)
+        assert one_sparse_gain(layer, size, raw) == pytest.approx(s, rel=1e-4) and abs(s - 1) > 1e-3, name
+
+
+class _NaNAtIter(Hook):
+    """Puts one NaN into the first SAN layer's weight just before iteration ``at``."""
+
+    priority = "LOWEST"
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def before_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None) -> None:
+        if runner.iter == self.at:
+            hook = fx.hooks_of(runner)[0]
+            name, layer = next(iter(hook.san.layers.items()))
+            self.name = name
+            with torch.no_grad():
+                layer.weight.view(-1)[0] = float("nan")
+
+
+@needs_data
+def test_sync_free_nan_surfaces_at_the_next_logging_iteration(tmp_path: Path) -> None:
+    HOOKS.register_module(name="SANTestNaNHook", module=_NaNAtIter, force=True)
+    cfg = _cfg(tmp_path, 8, sync_free=True, log_interval=4)
+    cfg.custom_hooks = [*cfg.custom_hooks, dict(type="SANTestNaNHook", at=5)]
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(ValueError, match=r"^SAN: layers \[.*'convs\.0'.*\] had NaN/Inf weights at a sync-free") as e:
+        runner.train()
+    assert "\n" not in str(e.value)
+    hook, probe = fx.hooks_of(runner)
+    assert runner.iter == 7 and probe.d_steps == 8  # not at the NaN's iteration 5: at the log after iteration 8
+    assert hook.san.calls == 8  # the sync-free calls after the NaN were counted, their error delayed to the log
