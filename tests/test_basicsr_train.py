@@ -69,6 +69,8 @@ def probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
             def check(*_: Any) -> None:
                 san = binding.san
+                if not all(bool(torch.isfinite(m.weight).all()) for m in san.layers.values()):
+                    return  # a NaN put there by a test: no gains to compute
                 seen["gains"].append({n: fx.one_sparse_gain(m, san.input_sizes.get(n)) for n, m in san.layers.items()})
 
             model.optimizer_d.register_step_post_hook(check)
@@ -197,3 +199,37 @@ def test_models_without_net_d_are_left_alone(data: Path, probe: dict[str, Any], 
     model = build_model(opt)
     assert patch.attach_to_model(model) is None
     assert any("RealESRNetModel has no net_d; SAN is not used" in m for m in probe["log"])
+
+
+def test_sync_options_reach_san_and_reparametrized_trains_exactly(data: Path, probe: dict[str, Any], tmp_path: Path):
+    d = {**VGG_D, "san": {"form": "reparametrize", "sync_free": True, "compile_step": False, "cuda_graph": False}}
+    _run(tmp_path, fx.options(data, name="syncfree", model_type="ESRGANModel", network_d=d, total_iter=3))
+    san = probe["models"][0].san_binding.san
+    assert san.config["form"] == "reparametrize" and san.config["sync_free"] is True and san.sync_free_active()
+    assert san._engine.compile_step is False and san._engine.cuda_graph is False
+    assert san.calls == 3 and len(probe["gains"]) == 3  # W / s of every SAN layer at 1 after each D step
+    assert all(g == pytest.approx(1.0, rel=1e-5) for gains in probe["gains"] for g in gains.values()), probe["gains"]
+
+
+def test_sync_free_nan_surfaces_at_the_next_print_freq(data: Path, probe: dict[str, Any], tmp_path: Path) -> None:
+    original, steps = patch.attach_to_model, []
+
+    def attach(model: Any) -> Any:  # one NaN into the first SAN layer's weight just before the 2nd D step
+        binding = original(model)
+        first = next(iter(binding.san.layers.values()))
+
+        def inject(*_: Any) -> None:
+            steps.append(1)
+            if len(steps) == 2:
+                with torch.no_grad():
+                    first.weight.view(-1)[0] = float("nan")
+
+        model.optimizer_d.register_step_pre_hook(inject)
+        return binding
+
+    patch.attach_to_model = attach  # the probe fixture's monkeypatch restores the original
+    d = {**VGG_D, "san": {"sync_free": True}}
+    opt = fx.options(data, name="nan", model_type="ESRGANModel", network_d=d, total_iter=6, print_freq=4)
+    with pytest.raises(ValueError, match=r"^SAN: layers \['conv0_0', .*\] had NaN/Inf weights at a sync-free"):
+        _run(tmp_path, opt)
+    assert len(steps) == 4  # raised at iteration 4's log line, not at the NaN's step 2

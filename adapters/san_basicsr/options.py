@@ -15,8 +15,13 @@
         seed: 0
         circular_padding: true
         log_constants: true           # san/<layer> in BasicSR's log at print_freq
+        form: rescale                 # or reparametrize (the authors' W / s)
+        sync_free: ~                  # ~ = on for CUDA weights; true / false
+        compile_step: false           # torch.compile(fullgraph=True) of the sync-free step
+        cuda_graph: false             # CUDA graph of the sync-free step (CUDA, filter_ratio 1)
 
-``form`` and ``sync_free`` are accepted when the installed ``san_core.SAN`` takes them. Every value is
+``form``, ``sync_free``, ``compile_step`` and ``cuda_graph`` are accepted when the installed ``san_core.SAN`` takes
+them. Every value is
 checked by ``san_core`` itself (on a throwaway layer), so the messages match the library's.
 """
 
@@ -35,7 +40,9 @@ from san_core import SAN
 __all__ = ["KEYS", "SANOptionError", "SANOptions", "check_network_d", "parse_san_block"]
 
 #: The ``san:`` keys handed to :class:`san_core.SAN` when it takes them (defaults: SAN's own).
-_SAN_KWARGS = ("interval", "filter_ratio", "gain", "stride_mode", "seed", "form", "sync_free")
+_SAN_KWARGS = (
+    "interval", "filter_ratio", "gain", "stride_mode", "seed", "form", "sync_free", "compile_step", "cuda_graph"
+)  # fmt: skip
 _OWN: dict[str, Any] = {"targets": None, "exclude": None, "circular_padding": True, "log_constants": True}
 KEYS = (*_OWN, *_SAN_KWARGS)
 

@@ -14,8 +14,9 @@
 ``ESRGANModel``, Real-ESRGAN's ``RealESRGANModel``, ...) whose ``net_d`` is a SAN arch: it restores SAN's
 state (:mod:`san_basicsr.checkpoint`), attaches SAN to ``optimizer_d`` (once after every real
 ``step()``; BasicSR steps it once per iteration), writes SAN's state beside ``net_d`` whenever the model
-saves, and adds ``san/<layer>`` constants to ``get_current_log()``, which BasicSR's ``MessageLogger``
-prints (and sends to TensorBoard) every ``logger.print_freq`` iterations. Models without ``net_d``
+saves, and makes ``get_current_log()`` (which BasicSR calls every ``logger.print_freq`` iterations for its
+``MessageLogger``, text and TensorBoard) call ``SAN.check()`` (the sync-free path's delayed NaN/Inf error) and add
+the ``san/<layer>`` constants. Models without ``net_d``
 (``SRModel``, Real-ESRGAN's ``RealESRNetModel``) and non-SAN ``net_d`` are left alone (logged).
 """
 
@@ -89,17 +90,17 @@ def attach_to_model(model: Any) -> Optional[SANBinding]:
         save_state(san, model.opt["path"]["models"], current_iter, arch)
 
     model.save = save_with_san
-    if bare.san_options.log_constants:
-        get_log = model.get_current_log
+    get_log, log_constants = model.get_current_log, bare.san_options.log_constants
 
-        def get_current_log() -> dict:
-            log = dict(get_log())
-            if san.last_constants:
-                values = torch.stack([c.detach().float().cpu() for c in san.last_constants.values()]).tolist()
-                log.update({f"san/{name}": value for name, value in zip(san.last_constants, values)})
-            return log
+    def get_current_log() -> dict:  # BasicSR calls it every logger.print_freq iterations
+        san.check()  # the sync-free path's delayed NaN/Inf error (one host sync)
+        log = dict(get_log())
+        if log_constants and san.last_constants:
+            values = torch.stack([c.detach().float().cpu() for c in san.last_constants.values()]).tolist()
+            log.update({f"san/{name}": value for name, value in zip(san.last_constants, values)})
+        return log
 
-        model.get_current_log = get_current_log
+    model.get_current_log = get_current_log
     _logger().info(
         f"san_basicsr: SAN on {len(san.layers)} layers of net_d ({arch}): {', '.join(san.layers)}; "
         f"options {bare.san_options.as_yaml()}; after every real optimizer_d.step(); {status}"
