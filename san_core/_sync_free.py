@@ -71,7 +71,6 @@ class SyncFreeEngine:
         self._compiled: Optional[Callable[[list[Optional[Tensor]]], list[Tensor]]] = None
         self._graph: Any = None
         self._graph_out: list[Tensor] = []
-        self._graph_in: list[Optional[Tensor]] = []  # static kernel-subset buffers the captured graph reads
 
     # ------------------------------------------------------------------------------------------ plans
     def _key(self, name: str) -> tuple:
@@ -276,11 +275,6 @@ class SyncFreeEngine:
     def _graph_step(self, subsets: list[Optional[Tensor]]) -> list[Tensor]:
         """Replay the captured step; capture it first (after this call's real step, run on a side stream)."""
         if self._graph is not None:
-            # The graph reads its kernel subsets from static buffers: this step's draws go there first
-            # (device-to-device copies, recorded on the current stream before the replay).
-            for static, drawn in zip(self._graph_in, subsets):
-                if static is not None and drawn is not None:
-                    static.copy_(drawn, non_blocking=True)
             self._graph.replay()
             return [c.clone() for c in self._graph_out]
         stream = torch.cuda.Stream()
@@ -288,9 +282,8 @@ class SyncFreeEngine:
         with torch.cuda.stream(stream):
             values = self.core(subsets)  # this call's normalization, and the warm-up capture needs
         torch.cuda.current_stream().wait_stream(stream)
-        self._graph_in = [None if s is None else s.clone() for s in subsets]
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            self._graph_out = self.core(self._graph_in)  # recorded, not run
+            self._graph_out = self.core(subsets)  # recorded, not run
         self._graph = graph
         return values
