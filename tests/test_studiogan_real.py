@@ -13,6 +13,7 @@ import torch
 import torch.multiprocessing as mp
 import yaml
 from san_studiogan import SAN_STATE_KEY, SANCheckpointWarning, SANConfigError
+from standins.fft_reference import one_sparse_gain
 from standins.studiogan_fixtures import (
     CONFIGS,
     DATA,
@@ -59,6 +60,23 @@ def test_real_studiogan_d_g_steps(studiogan, name):
     assert san.calls == 2 and all(torch.equal(before[k], v) for k, v in Dis.state_dict().items())
 
 
+def test_real_reparametrized_sync_free_d_steps(studiogan, tmp_path):
+    config, model = studiogan
+    torch.manual_seed(0)
+    sections = yaml.safe_load((CONFIGS / "SNGAN-CNN-SAN.yaml").read_text())
+    sections["MODEL"].update(d_san_form="reparametrize", d_san_sync_free=True)
+    cfgs = config.Configurations(write_cfg(tmp_path, sections))
+    Gen, Dis = build(cfgs, model)
+    san = cfgs.OPTIMIZATION.d_san
+    assert san.config["form"] == "reparametrize" and san.config["sync_free"] is True
+    for step in (1, 2):
+        real_step(cfgs, Gen, Dis, d_step_=True)
+        assert san.calls == step and san.sync_free_active()
+        for name, layer in san.layers.items():  # W / s at 1 by a float64 FFT / SVD
+            assert one_sparse_gain(layer, san.input_sizes.get(name)) == pytest.approx(1.0, rel=1e-5), name
+    san.check()
+
+
 @pytest.mark.parametrize(
     ("base", "extra", "message"),
     [
@@ -66,6 +84,7 @@ def test_real_studiogan_d_g_steps(studiogan, name):
         ("WGAN-WC.yaml", {"apply_d_san": True}, "expected LOSS.apply_wc: False"),
         ("StyleGAN2.yaml", {"apply_d_san": True}, "not supported with MODEL.backbone 'stylegan2'"),
         ("DCGAN.yaml", {"apply_d_san": True, "d_san_ratio": 0.5}, "unknown SAN option MODEL.d_san_ratio"),
+        ("DCGAN.yaml", {"apply_d_san": True, "d_san_form": "w/s"}, "MODEL.d_san_form: expected one of"),
     ],
 )
 def test_real_bad_input_fails_in_configurations(studiogan, tmp_path, base, extra, message):

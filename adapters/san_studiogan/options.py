@@ -13,6 +13,8 @@ import math
 from collections.abc import Mapping
 from typing import Any, Optional
 
+import torch
+
 #: ``MODEL.<key>: default``; the order is the documentation order.
 DEFAULTS: dict[str, Any] = {
     "apply_d_san": False,  # SAN on D instead of SN (D keeps apply_d_sn's architecture: no BatchNorm)
@@ -25,7 +27,12 @@ DEFAULTS: dict[str, Any] = {
     "d_san_seed": "N/A",  # kernel-subset seed; "N/A" = RUN.seed (identical on every DDP rank)
     "d_san_circular_padding": True,  # D convs use circular padding (Lemma 1 is exact)
     "d_san_normalize_first": False,  # also normalize once before the first D step
+    "d_san_form": "rescale",  # "rescale" (W <- W / c in place) or "reparametrize" (the authors' forward W / s)
+    "d_san_sync_free": "N/A",  # "N/A" = on for CUDA weights; True / False (no host-device sync per step)
+    "d_san_compile_step": False,  # torch.compile(fullgraph=True) of the sync-free step
+    "d_san_cuda_graph": False,  # CUDA graph of the sync-free step (needs d_san_filter_ratio 1)
 }
+FORMS = ("rescale", "reparametrize")
 STRIDE_MODES = ("paper", "exact")
 FORBIDDEN_BACKBONES = ("stylegan2", "stylegan3")
 
@@ -91,6 +98,10 @@ class SANOptions:
     seed: Optional[int] = None
     circular_padding: bool = True
     normalize_first: bool = False
+    form: str = "rescale"
+    sync_free: Optional[bool] = None
+    compile_step: bool = False
+    cuda_graph: bool = False
     host: Optional[tuple[str, str, str, Optional[str], Optional[str]]] = None
 
     def san_kwargs(self, run_seed: Any = None) -> dict[str, Any]:
@@ -105,6 +116,10 @@ class SANOptions:
             "gain": self.gain,
             "stride_mode": self.stride_mode,
             "seed": seed,
+            "form": self.form,
+            "sync_free": self.sync_free,
+            "compile_step": self.compile_step,
+            "cuda_graph": self.cuda_graph,
         }
 
     def __reduce__(self):  # re-installs the patches when a spawned worker unpickles cfgs
@@ -160,9 +175,10 @@ def parse_options(MODEL: Any, LOSS: Any) -> Optional[SANOptions]:
     seed = values["d_san_seed"]
     if seed != "N/A" and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise SANConfigError(f'MODEL.d_san_seed: expected "N/A" or an int >= 0, got {seed!r}')
-    for key in ("d_san_circular_padding", "d_san_normalize_first"):
+    for key in ("d_san_circular_padding", "d_san_normalize_first", "d_san_compile_step", "d_san_cuda_graph"):
         if not isinstance(values[key], bool):
             raise SANConfigError(f"MODEL.{key}: expected True or False, got {values[key]!r}")
+    _check_sync_options(values)
     return SANOptions(
         interval=interval,
         filter_ratio=float(ratio),
@@ -173,4 +189,27 @@ def parse_options(MODEL: Any, LOSS: Any) -> Optional[SANOptions]:
         seed=None if seed == "N/A" else seed,
         circular_padding=values["d_san_circular_padding"],
         normalize_first=values["d_san_normalize_first"],
+        form=values["d_san_form"],
+        sync_free=None if values["d_san_sync_free"] == "N/A" else values["d_san_sync_free"],
+        compile_step=values["d_san_compile_step"],
+        cuda_graph=values["d_san_cuda_graph"],
     )
+
+
+def _check_sync_options(values: Mapping[str, Any]) -> None:
+    """``d_san_form``, ``d_san_sync_free`` and what ``d_san_compile_step``/``d_san_cuda_graph`` need."""
+    if values["d_san_form"] not in FORMS:
+        raise SANConfigError(f"MODEL.d_san_form: expected one of {FORMS}, got {values['d_san_form']!r}")
+    sync_free = values["d_san_sync_free"]
+    if sync_free != "N/A" and not isinstance(sync_free, bool):
+        raise SANConfigError(f'MODEL.d_san_sync_free: expected "N/A", True or False, got {sync_free!r}')
+    for key in ("d_san_compile_step", "d_san_cuda_graph"):
+        if values[key] and sync_free is False:
+            raise SANConfigError(f"MODEL.{key}: True compiles the sync-free step; expected d_san_sync_free "
+                                 '"N/A" or True, got False')  # fmt: skip
+    if values["d_san_cuda_graph"] and values["d_san_filter_ratio"] < 1:
+        raise SANConfigError(
+            f"MODEL.d_san_cuda_graph: True needs d_san_filter_ratio 1, got {values['d_san_filter_ratio']!r}"
+        )
+    if values["d_san_cuda_graph"] and not torch.cuda.is_available():
+        raise SANConfigError("MODEL.d_san_cuda_graph: True needs CUDA, but torch.cuda.is_available() is False")

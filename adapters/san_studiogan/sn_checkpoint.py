@@ -6,7 +6,9 @@ plain ``X.weight``. :func:`san_core.convert_spectral_norm_state_dict` renames th
 latter (``u``/``v`` dropped). Spectral norm also moves ``weight`` behind ``bias`` in each layer's
 parameter order, and ``d_optimizer.state_dict()`` indexes its per-parameter state (Adam's moments)
 by that order, so the optimizer state is re-indexed by parameter name here; loading it unchanged
-would hand a bias's moments to a weight.
+would hand a bias's moments to a weight. A SAN D of ``d_san_form: reparametrize`` keeps each raw weight as
+``X.parametrizations.weight.original`` (with the buffer ``X.parametrizations.weight.0.s``): ``X.weight`` goes there,
+and ``s`` keeps the SAN D's own value (SAN sets it at its next normalization).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def convert_sn_checkpoint(
     converted = convert_spectral_norm_state_dict(state_dict)
     if list(converted) == list(state_dict):
         return None
+    converted = _to_reparametrized(converted, model.state_dict())
     out = {**ckpt, "state_dict": converted}
     notes: list[str] = []
     saved_opt = ckpt.get("optimizer")
@@ -47,6 +50,20 @@ def convert_sn_checkpoint(
         else:
             out["optimizer"] = remapped
     return out, notes
+
+
+def _to_reparametrized(converted: dict[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
+    """``X.weight`` -> ``X.parametrizations.weight.original`` (plus ``s`` from ``own``) where ``own`` has that form."""
+    out: dict[str, Any] = {}
+    for key, value in converted.items():
+        layer = key[: -len("weight")]
+        original = f"{layer}parametrizations.weight.original"
+        if key.endswith("weight") and key not in own and original in own:
+            out[original] = value
+            out[f"{layer}parametrizations.weight.0.s"] = own[f"{layer}parametrizations.weight.0.s"]
+        else:
+            out[key] = value
+    return out
 
 
 def remap_optimizer_state(

@@ -6,6 +6,7 @@ original, one line with each SAN layer's constant ‖W‖₀,∞ (convs) or σ�
 last normalization, before its rescale, to ``self.logger``, and the same values to wandb as
 ``Dis_san/<layer>`` (like StudioGAN's ``Dis_<name>`` sigmas). The wrapper is installed when SAN is
 attached (``Configurations.define_optimizer``), by then ``loader`` has imported StudioGAN's ``worker``.
+Before that line it calls ``SAN.check()``, which raises the sync-free path's delayed NaN/Inf ``ValueError``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def wrap_log_train_statistics(original: Callable, wandb_module: Any = None) -> C
         result = original(self, current_step, *args, **kwargs)
         san = getattr(getattr(self, "OPTIMIZATION", None), "d_san", None)
         if isinstance(san, SAN):
+            san.check()  # the sync-free path's delayed NaN/Inf error (one host sync), every RUN.print_freq steps
             line = constants_line(san, current_step + 1)
             if line is not None and getattr(self, "logger", None) is not None:
                 self.logger.info(line)
