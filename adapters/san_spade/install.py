@@ -8,6 +8,8 @@
 - ``Pix2PixModel.save``: write ``<epoch>_net_D_san.pth`` beside SPADE's ``<epoch>_net_D.pth``.
 - ``Pix2PixTrainer.run_generator_one_step``/``run_discriminator_one_step``: before the first one,
   learn D's input sizes from the batch, normalize once and print the patched-layers report.
+- ``Pix2PixTrainer.get_latest_losses`` (``train.py`` calls it every ``--print_freq`` iterations, to print and
+  plot the losses): first ``SAN.check()``, which raises the sync-free path's delayed NaN/Inf error there.
 - ``BaseOptions.save_options``: write ``san_opt.txt``/``san_opt.json`` beside SPADE's ``opt.txt``.
 """
 
@@ -122,6 +124,16 @@ def install(
 
         return wrapper
 
+    def get_latest_losses(original: Callable) -> Callable:
+        def wrapper(self: Any) -> Any:
+            model = getattr(self, "pix2pix_model_on_one_gpu", None)
+            session = session_for(model.netD) if getattr(model, "netD", None) is not None else None
+            if session is not None:
+                session.san.check()  # one host sync, at SPADE's logging interval
+            return original(self)
+
+        return wrapper
+
     def save_options(original: Callable) -> Callable:
         def wrapper(self: Any, opt: Any) -> Any:
             out = original(self, opt)
@@ -138,6 +150,7 @@ def install(
         inst.wrap(model_cls, "save", save)
         inst.wrap(trainer_cls, "run_generator_one_step", first_step)
         inst.wrap(trainer_cls, "run_discriminator_one_step", first_step)
+        inst.wrap(trainer_cls, "get_latest_losses", get_latest_losses)
         inst.wrap(options_cls, "save_options", save_options)
     except (AttributeError, KeyError) as err:
         inst.uninstall()

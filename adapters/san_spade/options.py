@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, Optional, Sequence
 
+import torch
+
 from .errors import SanSpadeError
 
 PAPER_FILTER_RATIO = 0.25
@@ -35,6 +37,9 @@ class SanSpadeOptions:
         stride_mode: ``"paper"`` (full-resolution bound) or ``"exact"`` (see ``san_core.conv_constant``).
         exclude: glob patterns of D layer names to leave alone.
         beta1: Adam ``β1`` replacing SPADE's default (``None``: keep SPADE's).
+        form: ``"rescale"`` (``W ← W / c`` in place) or ``"reparametrize"`` (the authors' forward ``W / s``).
+        sync_free: ``None`` (auto: on for CUDA weights), ``True`` or ``False`` (``--san-sync-free auto|on|off``).
+        compile_step, cuda_graph: ``torch.compile`` / CUDA-graph the sync-free step (see ``san_core.SAN``).
     """
 
     filter_ratio: float = PAPER_FILTER_RATIO
@@ -47,6 +52,10 @@ class SanSpadeOptions:
     stride_mode: str = "paper"
     exclude: tuple[str, ...] = field(default_factory=tuple)
     beta1: Optional[float] = PAPER_BETA1
+    form: str = "rescale"
+    sync_free: Optional[bool] = None
+    compile_step: bool = False
+    cuda_graph: bool = False
 
     def __post_init__(self) -> None:
         r = self.filter_ratio
@@ -62,6 +71,24 @@ class SanSpadeOptions:
         b = self.beta1
         if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 <= b < 1):
             raise SanSpadeError(f"expected --san-beta1 in [0, 1) or 'keep', got {b!r}")
+        self._check_sync_options()
+
+    def _check_sync_options(self) -> None:
+        if self.form not in FORMS:
+            raise SanSpadeError(f"expected --san-form {' or '.join(FORMS)}, got {self.form!r}")
+        if not isinstance(self.sync_free, (bool, type(None))):
+            raise SanSpadeError(f"expected --san-sync-free auto, on or off, got {self.sync_free!r}")
+        for flag, value in (("--san-compile", self.compile_step), ("--san-cuda-graph", self.cuda_graph)):
+            if not isinstance(value, bool):
+                raise SanSpadeError(f"expected {flag} to be on or off, got {value!r}")
+            if value and self.sync_free is False:
+                raise SanSpadeError(f"{flag} compiles the sync-free step; expected --san-sync-free auto or on, got off")
+        if self.cuda_graph and self.filter_ratio != 1:
+            raise SanSpadeError(
+                f"--san-cuda-graph needs --san-filter-ratio 1 (subsets are drawn on the host), got {self.filter_ratio}"
+            )
+        if self.cuda_graph and not torch.cuda.is_available():
+            raise SanSpadeError("--san-cuda-graph needs CUDA, but torch.cuda.is_available() is False")
 
     @property
     def effective_gain(self) -> Optional[float]:
@@ -76,6 +103,10 @@ class SanSpadeOptions:
             interval=self.interval,
             seed=self.seed,
             stride_mode=self.stride_mode,
+            form=self.form,
+            sync_free=self.sync_free,
+            compile_step=self.compile_step,
+            cuda_graph=self.cuda_graph,
         )
 
     def summary(self) -> str:
@@ -85,6 +116,10 @@ class SanSpadeOptions:
             f"{'first/last convs included' if self.include_first_last else 'middle convs only'}, "
             f"{'circular' if self.circular_padding else 'original'} padding, "
             f"InstanceNorm {'dropped' if self.drop_instance_norm else 'kept'}, stride_mode={self.stride_mode}"
+            + (f", form={self.form}" if self.form != "rescale" else "")
+            + (f", sync_free={'on' if self.sync_free else 'off'}" if self.sync_free is not None else "")
+            + (", compiled step" if self.compile_step else "")
+            + (", CUDA graph" if self.cuda_graph else "")
         )
 
 
@@ -120,8 +155,14 @@ _SAN_FLAGS = (
     "--san-stride-mode",
     "--san-exclude",
     "--san-beta1",
+    "--san-form",
+    "--san-sync-free",
+    "--san-compile",
+    "--san-cuda-graph",
     "--san-off",
 )
+FORMS = ("rescale", "reparametrize")
+SYNC_FREE = {"auto": None, "on": True, "off": False}
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -145,6 +186,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--san-stride-mode", choices=("paper", "exact"), default="paper")
     p.add_argument("--san-exclude", action="append", default=[], metavar="GLOB", help="D layer names to skip")
     p.add_argument("--san-beta1", default=str(PAPER_BETA1), metavar="B|keep", help="Adam β1 (default 0.5)")
+    p.add_argument("--san-form", choices=FORMS, default="rescale", help="in-place rescale or the authors' W / s")
+    p.add_argument("--san-sync-free", choices=tuple(SYNC_FREE), default="auto", help="auto: on for CUDA weights")
+    p.add_argument("--san-compile", action="store_true", help="torch.compile(fullgraph=True) the sync-free step")
+    p.add_argument("--san-cuda-graph", action="store_true", help="CUDA-graph the sync-free step (needs r = 1)")
     return p
 
 
@@ -184,6 +229,10 @@ def parse_launcher_args(argv: Sequence[str]) -> LauncherArgs:
         stride_mode=ns.san_stride_mode,
         exclude=tuple(ns.san_exclude),
         beta1=beta1,
+        form=ns.san_form,
+        sync_free=SYNC_FREE[ns.san_sync_free],
+        compile_step=ns.san_compile,
+        cuda_graph=ns.san_cuda_graph,
     )
     return LauncherArgs(ns.spade_root, script or "train.py", ns.keep_cwd, ns.san_off, options, spade)
 

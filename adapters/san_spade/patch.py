@@ -3,7 +3,9 @@
 After :func:`patch_discriminator` the selected convs hold plain weights ``W`` (the former ``weight_orig``,
 same Parameter objects) that :class:`san_core.SAN` divides in place by ``‖W‖₀,∞`` (or the subset maximum
 times ``g``) after each real ``optimizer_D`` step; they pad circularly; spectral-norm checkpoints still
-load (``weight_orig/weight_u/weight_v → weight``). Nothing outside D is touched.
+load (``weight_orig/weight_u/weight_v → weight``; with ``form="reparametrize"`` → the raw weight
+``parametrizations.weight.original``, ``s`` keeping D's own value until SAN's next normalization).
+Nothing outside D is touched.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from san_core import SAN, apply_san, conv_constant, convert_spectral_norm_state_dict, unwrap_model
 
@@ -32,7 +35,8 @@ _SN_SUFFIXES = (
     "parametrizations.weight.0._v",
 )
 _MATH_KEYS = ("filter_ratio", "gain", "include_first_last", "drop_instance_norm", "circular_padding", "interval")
-_MATH_KEYS += ("seed", "stride_mode", "exclude")
+_MATH_KEYS += ("seed", "stride_mode", "exclude", "form")
+_REPARAM = "parametrizations.weight."
 _SESSIONS: weakref.WeakKeyDictionary[nn.Module, SpadeSAN] = weakref.WeakKeyDictionary()
 
 
@@ -81,8 +85,15 @@ class SpadeSAN:
         for name in self.san.layers:
             head = f"{prefix}{name}."
             keys = [k for k in state_dict if k.startswith(head) and k[len(head) :] in _SN_SUFFIXES]
+            reparametrized = parametrize.is_parametrized(self.san.layers[name], "weight")
+            if reparametrized and f"{head}{_REPARAM}0.s" in state_dict:
+                continue  # a checkpoint of SAN's own reparametrized form, not spectral norm
             if keys:
-                state_dict.update(convert_spectral_norm_state_dict({k: state_dict.pop(k) for k in keys}))
+                plain = convert_spectral_norm_state_dict({k: state_dict.pop(k) for k in keys})
+                if reparametrized:  # the SN weight is SAN's raw W; s stays D's own until the next normalization
+                    plain[f"{head}{_REPARAM}original"] = plain.pop(f"{head}weight")
+                    plain[f"{head}{_REPARAM}0.s"] = self.san.scales[name].s.detach().clone()
+                state_dict.update(plain)
                 converted.append(name)
         self.converted_layers = converted
 
@@ -107,8 +118,9 @@ class SpadeSAN:
         cfg = self.san.config
         out = {}
         for name, layer in self.san.layers.items():
+            weight = layer.parametrizations.weight.original if name in self.san.scales else layer.weight
             out[name] = conv_constant(
-                layer.weight,
+                weight,
                 self.san.input_sizes[name],
                 stride=layer.stride,
                 dilation=layer.dilation,

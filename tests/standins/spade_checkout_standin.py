@@ -4,7 +4,9 @@
 ``util`` modules the launcher wraps (``define_D``, ``Pix2PixModel.initialize_networks/create_optimizers/
 save``, ``Pix2PixTrainer.run_*_one_step``, ``BaseOptions.save_options``), with SPADE's signatures; the
 networks come from :mod:`standins.spade_standin`. Like a real checkout it has no ``sync_batchnorm``.
-Its modules import ``standins.spade_standin``, so ``tests/`` must be on ``PYTHONPATH``.
+Its modules import ``standins.spade_standin``, so ``tests/`` must be on ``PYTHONPATH``. ``train.py`` prints the
+losses every ``--print_freq`` iterations through ``Pix2PixTrainer.get_latest_losses`` (as SPADE's does); a test knob,
+``STANDIN_NAN_AT=<iteration>``, puts one NaN into D's first middle conv weight before that iteration's D step.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--continue_train", action="store_true")
         parser.add_argument("--which_epoch", default="latest")
         parser.add_argument("--niter", type=int, default=2)
+        parser.add_argument("--print_freq", type=int, default=100)
         self.isTrain = True
         return parser
 """,
@@ -147,13 +150,20 @@ class Pix2PixTrainer:
 
     def run_generator_one_step(self, data):
         self.optimizer_G.zero_grad()
-        self.pix2pix_model(data, mode="generator").backward()
+        loss = self.pix2pix_model(data, mode="generator")
+        loss.backward()
         self.optimizer_G.step()
+        self.g_losses = {"GAN": loss.detach()}
 
     def run_discriminator_one_step(self, data):
         self.optimizer_D.zero_grad()
-        self.pix2pix_model(data, mode="discriminator").backward()
+        loss = self.pix2pix_model(data, mode="discriminator")
+        loss.backward()
         self.optimizer_D.step()
+        self.d_losses = {"D": loss.detach()}
+
+    def get_latest_losses(self):
+        return {**self.g_losses, **self.d_losses}
 
     def save(self, epoch):
         self.pix2pix_model_on_one_gpu.save(epoch)
@@ -176,6 +186,8 @@ def load_network(net, label, epoch, opt):
 """,
     "data/__init__.py": "",
     "train.py": """
+import os
+
 import torch
 
 from options.train_options import TrainOptions
@@ -191,7 +203,14 @@ for i in range(opt.niter):
     label[:, 1, :, size // 2 :] = 1
     data = {"label": label, "image": torch.rand(1, 3, size, size) * 2 - 1}
     trainer.run_generator_one_step(data)
+    if os.environ.get("STANDIN_NAN_AT") == str(i):
+        netD = trainer.pix2pix_model_on_one_gpu.netD
+        weight = next(p for n, p in netD.named_parameters() if ".model1." in n and "weight" in n)
+        with torch.no_grad():
+            weight.view(-1)[0] = float("nan")
     trainer.run_discriminator_one_step(data)
+    if (i + 1) % opt.print_freq == 0:
+        print("iteration", i + 1, "losses", {k: round(float(v), 4) for k, v in trainer.get_latest_losses().items()})
 trainer.save("latest")
 print("standin training finished")
 """,
