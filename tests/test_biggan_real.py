@@ -9,11 +9,12 @@ BigGAN's own ``train_fns.GAN_training_function`` on CPU.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 import torch
-from san_biggan import BigGANCheckout, patch_discriminator
+from san_biggan import BigGANCheckout, SANBigGANError, patch_discriminator
 from test_biggan_adapter import assert_normalized, recomputed
 from test_biggan_launcher import assert_bitwise_equal, state_of
 from torch import nn
@@ -165,3 +166,28 @@ def test_real_resume_with_biggan_save_and_load_weights_is_bit_for_bit(biggan, tm
     iterate(train, state)
     assert resumed["D"].san.san.calls == 4
     assert_bitwise_equal(state_of(resumed), state_of(whole), "resumed vs uninterrupted")
+
+
+@real
+def test_real_sync_free_nan_raised_by_the_sv_log_and_reparametrize_refused(biggan):
+    checkout, build = biggan
+    with pytest.raises(SANBigGANError, match=r"^--san_form reparametrize is not supported by san_biggan"):
+        build("--D_param", "SAN", "--san_form", "reparametrize")
+    config, utils, BigGAN = build("--D_param", "SAN", "--D_attn", "0", "--san_sync_free", "on")
+    torch.manual_seed(0)
+    G, D = BigGAN.Generator(**config), BigGAN.Discriminator(**config)
+    assert D.san.san.config["sync_free"] is True
+    z_, y_ = utils.prepare_z_y(config["batch_size"], G.dim_z, config["n_classes"], device="cpu")
+    state = dict(itr=0, epoch=0, save_num=0, save_best_num=0, best_IS=0, best_FID=999999, config=config)
+    train = checkout.import_module("train_fns").GAN_training_function(
+        G, D, BigGAN.G_D(G, D), z_, y_, None, state, config
+    )
+    x, y = cifar_batch(16)
+    train(x, y)
+    assert D.san.san.sync_free_active() and set(utils.get_SVs(D, "D"))  # BigGAN's SV log, with SAN.check() first
+    name, layer = next(iter(D.san.layers.items()))
+    with torch.no_grad():
+        layer.weight.view(-1)[0] = float("nan")
+    train(x, y)  # the sync-free steps leave the layer unchanged and do not raise
+    with pytest.raises(ValueError, match=rf"^SAN: layers \[.*'{re.escape(name)}'.*\] had NaN/Inf weights at a sync"):
+        utils.get_SVs(D, "D")

@@ -3,7 +3,8 @@
 Parses BigGAN's own command line (``utils.prepare_parser()``) after taking out the ``--san_*`` flags,
 installs the construction-time swap when ``--D_param SAN``, makes ``utils.save_weights``/``load_weights``
 save and restore SAN's state too (``D_san*.pth``, see :mod:`san_biggan.checkpoint`; ``--resume`` continues
-bit-for-bit), sets D's Adam β1 to the paper's 0.5 unless ``--D_B1`` is given (and prints it), and calls
+bit-for-bit), calls ``SAN.check()`` in ``utils.get_SVs`` (BigGAN's SV log, :mod:`san_biggan.sv_log`), sets D's
+Adam β1 to the paper's 0.5 unless ``--D_B1`` is given (and prints it), and calls
 BigGAN-PyTorch's own ``train.run(config)``, unchanged. Everything installed is removed when it returns.
 """
 
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, Optional
 
-from . import checkpoint
+from . import checkpoint, sv_log
 from .checkout import BigGANCheckout
 from .construction import ConstructionPatch, install
 from .errors import SANBigGANError
@@ -52,10 +53,11 @@ class Prepared:
     config: dict[str, Any]
     patch: Optional[ConstructionPatch]
     hooks: Optional[checkpoint.CheckpointHooks] = None
+    sv_hook: Optional[sv_log.SVLogHook] = None
 
     def remove(self) -> None:
-        """Undo what :func:`prepare` installed (the construction swap, the checkpoint hooks)."""
-        for installed in (self.patch, self.hooks):
+        """Undo what :func:`prepare` installed (the construction swap, the checkpoint and SV-log hooks)."""
+        for installed in (self.patch, self.hooks, self.sv_hook):
             if installed is not None:
                 installed.remove()
 
@@ -103,6 +105,7 @@ def prepare(argv: Sequence[str]) -> Prepared:
     except BaseException:
         hooks.remove()
         raise
+    sv_hook = sv_log.install(utils)
     if config["D_B1"] is None:
         config["D_B1"] = PAPER_D_BETA1
         note = f"the paper's SAN setting; BigGAN's default is {biggan_beta1}; pass --D_B1 to choose"
@@ -110,7 +113,7 @@ def prepare(argv: Sequence[str]) -> Prepared:
         note = "given with --D_B1"
     print(f"san_biggan: D uses SAN ({model.__name__}.Discriminator), {options}", flush=True)
     print(f"san_biggan: Adam beta1 of D (--D_B1) = {config['D_B1']} ({note})", flush=True)
-    return Prepared(checkout, config, patch, hooks)
+    return Prepared(checkout, config, patch, hooks, sv_hook)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -14,6 +14,13 @@ from .layers import LAYER_KINDS
 
 #: Adam β1 of D in the paper's SAN-BigGAN run (BigGAN-PyTorch's own default is 0.0).
 PAPER_D_BETA1 = 0.5
+#: Why ``--san_form reparametrize`` is refused (one line).
+REPARAMETRIZE_REFUSED = (
+    "--san_form reparametrize is not supported by san_biggan: its SAN layers keep BigGAN's SN layout (D.pth keys, "
+    "sv0) and with Adam16 SAN divides the fp32 master copy of W in place, neither of which a forward W / s fits; "
+    "use --san_form rescale (the default)"
+)
+SYNC_FREE = {"auto": None, "on": True, "off": False}
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,10 @@ class SANOptions:
         seed: seeds the kernel-subset generator.
         layers: which SN kinds become SAN (``"conv"``, ``"linear"``, ``"embedding"``); the rest keep SN.
         eps: lower clamp of the constant.
+        sync_free, compile_step, cuda_graph: as in :class:`san_core.SAN` (``sync_free=None``: on for CUDA weights).
+        form: ``"rescale"`` only: ``"reparametrize"`` (a forward ``W / s``) is refused, since this adapter's layers
+            keep BigGAN's SN state-dict layout and ``sv0`` buffer and, under ``Adam16``, SAN divides the fp32
+            master copy of ``W`` in place; see :data:`REPARAMETRIZE_REFUSED`.
     """
 
     interval: int = 1
@@ -37,12 +48,18 @@ class SANOptions:
     seed: int = 0
     layers: tuple[str, ...] = field(default=LAYER_KINDS)
     eps: float = 1e-12
+    form: str = "rescale"
+    sync_free: Optional[bool] = None
+    compile_step: bool = False
+    cuda_graph: bool = False
 
     def validate(self) -> SANOptions:
         """Raise :class:`SANBigGANError` naming the bad value; returns ``self``."""
         kinds = tuple(self.layers) if not isinstance(self.layers, str) else (self.layers,)
         if not kinds or any(k not in LAYER_KINDS for k in kinds):
             raise SANBigGANError(f"SAN: expected layers to be a non-empty subset of {LAYER_KINDS}, got {self.layers!r}")
+        if self.form == "reparametrize":
+            raise SANBigGANError(REPARAMETRIZE_REFUSED)
         try:  # san_core checks its own settings: build (and drop) a SAN on a 1x1 probe layer
             from san_core import SAN
 
@@ -67,6 +84,10 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "--san_layers": dict(
         type=str, help="comma list of conv,linear,embedding, or 'all' (default all: every SN layer of D)"
     ),
+    "--san_form": dict(choices=("rescale", "reparametrize"), help="rescale (default; reparametrize is refused)"),
+    "--san_sync_free": dict(choices=tuple(SYNC_FREE), help="no host-device sync per step (default auto: on CUDA)"),
+    "--san_compile_step": dict(action="store_true", help="torch.compile(fullgraph=True) the sync-free step"),
+    "--san_cuda_graph": dict(action="store_true", help="CUDA-graph the sync-free step (needs r = 1, CUDA)"),
 }
 SAN_FLAGS: tuple[str, ...] = tuple(_FLAGS)
 
@@ -98,6 +119,10 @@ def options_from_namespaces(namespaces: Sequence[argparse.Namespace], default_se
         stride_mode=given.get("san_stride_mode", "paper"),
         seed=given.get("san_seed", default_seed),
         layers=parse_layer_kinds(given.get("san_layers", "all")),
+        form=given.get("san_form", "rescale"),
+        sync_free=SYNC_FREE[given.get("san_sync_free", "auto")],
+        compile_step=bool(given.get("san_compile_step", False)),
+        cuda_graph=bool(given.get("san_cuda_graph", False)),
     ).validate()
 
 

@@ -209,6 +209,7 @@ def prepare_parser() -> argparse.ArgumentParser:
         ("--num_iters", int, 2),
         ("--weights_root", str, ""),
         ("--experiment_name", str, "standin"),
+        ("--sv_log_interval", int, 0),
     ]:
         parser.add_argument(flag, type=kind, default=default)
     parser.add_argument("--D_mixed_precision", action="store_true")
@@ -234,6 +235,12 @@ def g_step(G: Generator, D: Discriminator, batch: int = 4) -> None:
     y = torch.randint(0, D.n_classes, (batch,))
     (-D(G(torch.randn(batch, G.dim_z), y).to(dtype), y).float().mean()).backward()
     G.optim.step()
+
+
+def get_SVs(net: nn.Module, prefix: str) -> dict[str, float]:
+    """Like BigGAN's ``utils.get_SVs``: every ``sv`` entry of ``net``'s state dict as ``<prefix>_<key>`` floats."""
+    state = net.state_dict()
+    return {f"{prefix}_{key}".replace(".", "_"): float(state[key].float().item()) for key in state if "sv" in key}
 
 
 def _file(root: str, experiment: str, name: str, suffix: Optional[str]) -> str:
@@ -301,6 +308,8 @@ def run(config: dict[str, Any]) -> None:
             record["sv_after_D_steps"].append({n: b.float().clone() for n, b in D.named_buffers() if "sv" in n})
         g_step(G, D, config["batch_size"])
         state["itr"] += 1
+        if config["sv_log_interval"] > 0 and not state["itr"] % config["sv_log_interval"]:  # train.py's SV log
+            record.setdefault("svs", []).append(utils.get_SVs(D, "D"))
     if config["weights_root"]:
         utils.save_weights(G, D, state, *where)
     RUNS.append(record)
