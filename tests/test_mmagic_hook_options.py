@@ -107,3 +107,30 @@ def test_sync_free_nan_surfaces_at_the_next_logging_iteration(tmp_path: Path) ->
     hook, probe = fx.hooks_of(runner)
     assert runner.iter == 7 and probe.d_steps == 8  # not at the NaN's iteration 5: at the log after iteration 8
     assert hook.san.calls == 8  # the sync-free calls after the NaN were counted, their error delayed to the log
+
+
+@needs_data
+@pytest.mark.parametrize("form", ["rescale", "reparametrize"])
+def test_load_from_sn_baseline_in_both_forms(tmp_path: Path, form: str) -> None:
+    data = fx.cifar_png_folder(tmp_path / "cifar")
+    baseline = Runner.from_cfg(fx.tiny_cfg(fx.SNGAN_CNN_SN, tmp_path / "sn", data, iters=1, name="sn", batch=2))
+    baseline.train()
+    baseline.save_checkpoint(str(tmp_path), "sn.pth")
+    sn_weight = baseline.model.discriminator.convs[0].weight_orig.detach().clone()
+    cfg = _cfg(tmp_path, 1, form=form)
+    cfg.load_from = str(tmp_path / "sn.pth")
+    runner = Runner.from_cfg(cfg)
+    loaded = {}
+    conv = runner.model.discriminator.convs[0]
+
+    def record(module: torch.nn.Module, args: tuple) -> None:  # the loaded raw W, before SAN's first normalization
+        weight = module.parametrizations.weight.original if form == "reparametrize" else module.weight
+        loaded.setdefault("w", weight.detach().clone())
+
+    handle = conv.register_forward_pre_hook(record)
+    runner.train()
+    handle.remove()
+    assert torch.equal(loaded["w"], sn_weight)  # SN's weight_orig became W (rescale) or the raw W of W / s
+    san = fx.hooks_of(runner)[0].san
+    for name, layer in san.layers.items():
+        assert one_sparse_gain(layer, san.input_sizes.get(name)) == pytest.approx(1.0, abs=1e-4), name

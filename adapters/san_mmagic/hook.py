@@ -26,7 +26,6 @@ Lifecycle (MMEngine calls ``before_run`` -> weight init -> load/resume -> ``befo
 
 from __future__ import annotations
 
-import re
 from typing import Any, Optional, Sequence, Union
 
 import torch
@@ -38,16 +37,16 @@ from mmengine.registry import HOOKS
 from mmengine.runner import BaseLoop
 from torch import nn
 
-from san_core import SAN, apply_san, convert_spectral_norm_state_dict, select_layers, spectral_norm_style
+from san_core import SAN, apply_san, select_layers, spectral_norm_style
 
 from .class_sn import ClassSpectralNormRecord, class_spectral_norm_base, strip_class_spectral_norm_
 from .hook_options import check_san_options
 from .resume_check import renormalize_if_needed, weight_norms
+from .sn_keys import map_spectral_norm_keys
 from .weights import check_local_weights
 
 Patterns = Union[str, Sequence[str], None]
 CHECKPOINT_KEY = "san"
-_CLASS_SN_BUFFER = re.compile(r"\.(u|sv)\d+$")
 DEFAULT_LOG_INTERVAL = 50
 
 
@@ -274,19 +273,4 @@ class SANHook(Hook):
         )
         state = checkpoint.get("state_dict")
         if isinstance(state, dict):
-            checkpoint["state_dict"] = self._map_spectral_norm_keys(state)
-
-    def _map_spectral_norm_keys(self, state: dict) -> dict:
-        """Spectral-norm keys of every SAN layer in their plain form, e.g. from an SN baseline's checkpoint.
-
-        ``<module>.<layer>.weight_orig`` (and the parametrization form) -> ``.weight``; the ``u``/``v``
-        vectors of torch SN and the ``u{i}``/``sv{i}`` buffers of class-style SN are dropped.
-        """
-        assert self.san is not None
-        prefixes = tuple(f"{self.module}.{name}." for name in self.san.layers)
-        ours = {k: v for k, v in state.items() if k.startswith(prefixes)}
-        out = {k: v for k, v in state.items() if k not in ours}
-        for key, value in convert_spectral_norm_state_dict(ours).items():
-            if not _CLASS_SN_BUFFER.search(key):
-                out[key] = value
-        return out
+            checkpoint["state_dict"] = map_spectral_norm_keys(state, self.san, self.module)
