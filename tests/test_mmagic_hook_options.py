@@ -62,13 +62,14 @@ def _cfg(tmp_path: Path, iters: int, **hook_keys: Any) -> Any:
 
 
 @needs_data
-def test_reparametrize_and_sync_free_reach_san_and_train_exactly(tmp_path: Path) -> None:
-    runner = Runner.from_cfg(_cfg(tmp_path, 3, form="reparametrize", sync_free=True, compile_step=False))
+@pytest.mark.parametrize("compile_step", [False, True], ids=["eager", "compiled"])
+def test_reparametrize_and_sync_free_reach_san_and_train_exactly(tmp_path: Path, compile_step: bool) -> None:
+    runner = Runner.from_cfg(_cfg(tmp_path, 3, form="reparametrize", sync_free=True, compile_step=compile_step))
     runner.train()
     hook, probe = fx.hooks_of(runner)
     san = hook.san
     assert san.config["form"] == "reparametrize" and san.config["sync_free"] is True
-    assert san._engine.compile_step is False and san._engine.cuda_graph is False
+    assert san._engine.compile_step is compile_step and san._engine.cuda_graph is False
     assert san.sync_free_active() and san.calls == probe.d_steps == 3
     for name, layer in san.layers.items():  # the forward's weight is W / s; the raw W is not normalized
         assert torch.nn.utils.parametrize.is_parametrized(layer, "weight"), name

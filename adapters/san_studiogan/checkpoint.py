@@ -62,9 +62,20 @@ def san_of_state_dict(state_dict: Any) -> Optional[SAN]:
     if not isinstance(state_dict, Mapping):
         return None
     for san in reversed(list(_LIVE)):
-        if san.layers and all(_same(state_dict.get(f"{n}.weight"), layer.weight) for n, layer in san.layers.items()):
+        if san.layers and all(_same(state_dict.get(key), weight) for key, weight in _raw_weights(san)):
             return san
     return None
+
+
+def _raw_weights(san: SAN) -> list[tuple[str, Any]]:
+    """``(state-dict key, Parameter)`` of each SAN layer's trained weight (``W``, or the raw ``W`` of ``W / s``)."""
+    out = []
+    for name, layer in san.layers.items():
+        if name in san.scales:  # form="reparametrize"
+            out.append((f"{name}.parametrizations.weight.original", layer.parametrizations.weight.original))
+        else:
+            out.append((f"{name}.weight", layer.weight))
+    return out
 
 
 def san_of_model(model: Any) -> Optional[SAN]:
