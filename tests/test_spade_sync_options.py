@@ -111,6 +111,14 @@ def test_launcher_records_the_flags_and_raises_a_nan_at_the_next_print(tmp_path:
     assert (record["san_form"], record["san_sync_free"], record["san_compile_step"]) == ("reparametrize", True, False)
     txt = (tmp_path / "standin" / "san_opt.txt").read_text()
     assert "san_form: reparametrize" in txt and "[default: rescale]" in txt
+    resumed = _launch(checkout, tmp_path, san, "--niter", "2", "--continue_train")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "(4 D steps so far)" in resumed.stdout and "converted a spectral-norm" not in resumed.stdout
+    other = _launch(checkout, tmp_path, ["--san-filter-ratio", "1"], "--niter", "1", "--continue_train")
+    assert other.returncode == 2 and other.stderr.strip().splitlines() == [
+        "san_spade: error: the D checkpoint is of --san-form reparametrize (layer discriminator_0.model1.0.0), "
+        "this run's is rescale"
+    ]
 
     nan = _launch(checkout, tmp_path, san, "--niter", "8", "--print_freq", "4", env={"STANDIN_NAN_AT": "1"})
     assert nan.returncode != 0
@@ -118,3 +126,14 @@ def test_launcher_records_the_flags_and_raises_a_nan_at_the_next_print(tmp_path:
     assert last.startswith("ValueError: SAN: layers [") and "had NaN/Inf weights at a sync-free normalization" in last
     assert "discriminator_0.model1.0.0" in last and "get_latest_losses" in nan.stderr  # at the log, not the step
     assert "iteration 4 losses" not in nan.stdout and "standin training finished" not in nan.stdout
+
+
+def test_checkpoint_of_the_other_form_is_refused_in_one_line() -> None:
+    torch.manual_seed(2)
+    rescaled = patch_discriminator(standin.Multiscale(in_channels=5, ndf=8), SanSpadeOptions(filter_ratio=1.0))
+    state = rescaled.netD.state_dict()
+    target = patch_discriminator(standin.Multiscale(in_channels=5, ndf=8), REPARAM)
+    before = {k: v.clone() for k, v in target.netD.state_dict().items()}
+    with pytest.raises(SanSpadeError, match=r"^the D checkpoint is of --san-form rescale \(layer discriminator_0"):
+        target.netD.load_state_dict(state)
+    assert all(torch.equal(before[k], v) for k, v in target.netD.state_dict().items())  # nothing was loaded

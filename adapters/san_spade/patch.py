@@ -86,6 +86,10 @@ class SpadeSAN:
             head = f"{prefix}{name}."
             keys = [k for k in state_dict if k.startswith(head) and k[len(head) :] in _SN_SUFFIXES]
             reparametrized = parametrize.is_parametrized(self.san.layers[name], "weight")
+            has_scale = f"{head}{_REPARAM}0.s" in state_dict
+            if has_scale != reparametrized and (has_scale or f"{head}weight" in state_dict):
+                saved, now = ("rescale", "reparametrize") if reparametrized else ("reparametrize", "rescale")
+                raise SanSpadeError(f"the D checkpoint is of --san-form {saved} (layer {name}), this run's is {now}")
             if reparametrized and f"{head}{_REPARAM}0.s" in state_dict:
                 continue  # a checkpoint of SAN's own reparametrized form, not spectral norm
             if keys:
