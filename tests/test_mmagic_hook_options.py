@@ -135,3 +135,24 @@ def test_load_from_sn_baseline_in_both_forms(tmp_path: Path, form: str) -> None:
     san = fx.hooks_of(runner)[0].san
     for name, layer in san.layers.items():
         assert one_sparse_gain(layer, san.input_sizes.get(name)) == pytest.approx(1.0, abs=1e-4), name
+
+
+@needs_data
+def test_reparametrized_sync_free_resume_equals_uninterrupted(tmp_path: Path) -> None:
+    def run(name: str, iters: int, resume_from: str = "") -> Any:
+        cfg = _cfg(tmp_path / name, iters, form="reparametrize", sync_free=True, filter_ratio=0.5)
+        cfg.default_hooks.checkpoint.interval = 2
+        cfg.resume, cfg.load_from = bool(resume_from), resume_from or None
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+        return runner
+
+    full = run("full", 4)
+    run("first", 2)
+    resumed = run("resumed", 4, str(tmp_path / "first" / "run" / "iter_2.pth"))
+    full_san, resumed_san = fx.hooks_of(full)[0].san, fx.hooks_of(resumed)[0].san
+    assert resumed_san.calls == full_san.calls == 4 and fx.hooks_of(resumed)[0].renormalized_after_load == {}
+    expected, got = fx.model_state(full), fx.model_state(resumed)
+    assert any(k.endswith("parametrizations.weight.0.s") for k in got) and expected.keys() == got.keys()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0, msg=key)
