@@ -1,7 +1,9 @@
 """Time and memory of one critic update per treatment, as ratios to no normalization, measured in one run.
 
-    python -m benchmarks.speed_side_by_side                 # CPU (small batches for the large critics)
-    python -m benchmarks.speed_side_by_side --device cuda
+    python -m benchmarks.speed_side_by_side                 # CPU (small batches for the large critics; no U-Net)
+    python -m benchmarks.speed_side_by_side --device cuda   # every critic at its training batch
+    python -m benchmarks.speed_side_by_side --critics unet --size 64 --threads 1 --rounds 3 \
+        --out benchmarks/results/speed_side_by_side_unet_cpu    # the U-Net on CPU at 64×64 (see the note it writes)
 
 A critic update = D(real) and D(fake) on fixed tensors, hinge loss (+ 10·GP for WGAN-GP), backward, Adam
 step, and the treatment's normalization (SN's power iteration in the forward; SAN's rescale after the
@@ -27,7 +29,7 @@ from torch import nn
 from . import _measure
 from ._report import fmt_mib, fmt_ms
 from .gan.checkpoint import atomic_json
-from .gan.critics_extra import PatchCritic, VGGCritic
+from .gan.critics_extra import UNET_NORMALIZED, PatchCritic, VGGCritic, unet_critic, upstream_unet
 from .gan.losses import d_hinge, gradient_penalty
 from .gan.models_cnn import CNNCritic
 from .gan.models_resnet import ResNetCritic
@@ -42,16 +44,22 @@ CRITICS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], int, int, str
     "resnet": (ResNetCritic, (3, 32, 32), 64, 64, "SNGAN CIFAR ResNet critic (128 ch), 32×32"),
     "esrgan": (VGGCritic, (3, 128, 128), 4, 16, "ESRGAN VGG-128 critic (ModifiedVGG), 128×128"),
     "spade": (PatchCritic, (39, 256, 512), 1, 4, "SPADE PatchGAN critic (n_layers_D=4, 39 ch), 256×512"),
+    # Real-ESRGAN trains at batch 12 on 256×256; on CPU one update there is minutes (measure with --size 64).
+    "unet": (unet_critic, (3, 256, 256), 12, 12, "Real-ESRGAN U-Net critic (UNetDiscriminatorSN, 64 ch), 256×256"),
 }
+#: Layers the treatments normalize where not every one (upstream's SN layers; ``net.`` = BasicSR's own module).
+TARGETS: dict[str, tuple[str, ...]] = {"unet": (*UNET_NORMALIZED, *(f"net.{p}" for p in UNET_NORMALIZED))}
 
 
 class Bench:
     """One treatment on a copy of one critic, with fixed inputs and its own optimizer."""
 
-    def __init__(self, base: nn.Module, key: str, real: torch.Tensor, fake: torch.Tensor) -> None:
+    def __init__(
+        self, base: nn.Module, key: str, real: torch.Tensor, fake: torch.Tensor, targets: tuple[str, ...] | None = None
+    ) -> None:
         self.treatment = parse_treatment(key)
         self.D = copy.deepcopy(base)
-        self.applied = apply_treatment(self.treatment, self.D, (real[:1],), seed=0)
+        self.applied = apply_treatment(self.treatment, self.D, (real[:1],), seed=0, targets=targets)
         self.opt = torch.optim.Adam(self.D.parameters(), 2e-4, betas=(0.5, 0.9))
         self.applied.attach(self.opt)
         self.real, self.fake = real, fake
@@ -97,17 +105,19 @@ def bench_critic(
     shape: tuple[int, ...] | None = None,
     deadline: float | None = None,
     profile_memory: bool = True,
+    build: Callable[[], nn.Module] | None = None,
 ) -> dict[str, Any]:
     """Interleaved timing of ``treatments`` on critic ``name`` (``shape``: input without batch, default the
     critic's own); stops after the round in which ``time.perf_counter()`` passes ``deadline`` (≥ 1 round);
-    ``profile_memory=False`` skips the (slow on CPU) peak-memory step (``mib`` is then ``None``)."""
+    ``profile_memory=False`` skips the (slow on CPU) peak-memory step (``mib`` is then ``None``); ``build``
+    replaces the critic's constructor (e.g. ``UNetCritic`` where BasicSR must not be imported)."""
     make, default_shape, *_ = CRITICS[name]
     shape = shape or default_shape
     torch.manual_seed(0)
-    base = make().to(device)
+    base = (build or make)().to(device)
     real = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(1)).to(device)
     fake = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(2)).to(device)
-    benches = {key: Bench(base, key, real, fake) for key in treatments}
+    benches = {key: Bench(base, key, real, fake, TARGETS.get(name)) for key in treatments}
     memory = {}
     for key, b in benches.items():
         b.step()  # warm-up (SAN's first-forward rescale, allocator, caches)
@@ -199,13 +209,23 @@ def render(meta: dict[str, Any], results: dict[str, Any]) -> str:
     )  # fmt: skip
 
 
+def _module_note(name: str) -> str:
+    """Which module the U-Net row timed (the installed upstream's, or the equivalent one here); "" otherwise."""
+    if name != "unet":
+        return ""
+    if upstream_unet() is not None:
+        return "BasicSR's own `UNetDiscriminatorSN` (spectral norm stripped, then each treatment on conv1-conv8)"
+    return "`benchmarks.gan.critics_extra.UNetCritic` (same layers; BasicSR not importable), treatments on conv1-conv8"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.speed_side_by_side", description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--critics", default=",".join(CRITICS), help=f"comma-separated subset of {list(CRITICS)}")
+    p.add_argument("--critics", help=f"comma-separated subset of {list(CRITICS)} (default all; on CPU all but unet)")
     p.add_argument("--treatments", default=",".join(TREATMENTS))
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     p.add_argument("--batch", type=int, help="one batch size for every critic (default: per critic and device)")
+    p.add_argument("--size", type=int, help="square input size for every critic (default: each critic's own)")
     p.add_argument("--threads", default="auto", help="torch CPU threads; auto = one per idle core")
     p.add_argument("--out", type=Path, help="output stem (default benchmarks/results/speed_side_by_side_<device>)")
     args = p.parse_args(argv)
@@ -216,22 +236,28 @@ def main(argv: list[str] | None = None) -> int:
         treatments.insert(0, "none")
     start, load = time.perf_counter(), _measure.load_average()
     results = {}
-    for name in args.critics.split(","):
+    default = [n for n in CRITICS if device.type == "cuda" or n != "unet"]  # a CPU U-Net update: minutes
+    for name in args.critics.split(",") if args.critics else default:
         if name not in CRITICS:
             raise SystemExit(f"--critics: expected names from {list(CRITICS)}, got {name!r}")
         _, shape, cpu_b, cuda_b, desc = CRITICS[name]
         batch = args.batch or (cuda_b if device.type == "cuda" else cpu_b)
-        res = bench_critic(name, device, batch, args.rounds, treatments)
+        shape = (*shape[:-2], args.size, args.size) if args.size else shape
+        res = bench_critic(name, device, batch, args.rounds, treatments, shape=shape)
         results[name] = {"description": desc, "batch": batch, "shape": list(shape), "treatments": res,
-                         "verdicts": verdicts(res)}  # fmt: skip
+                         "verdicts": verdicts(res), "module": _module_note(name)}  # fmt: skip
     meta = {
         "device": _measure.device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
         "commit": _measure.git_commit(), "rounds": args.rounds, "treatments": treatments,
         "command": "python -m benchmarks.speed_side_by_side " + shlex.join(sys.argv[1:] if argv is None else argv),
         "load_average": f"{load} at start, {_measure.load_average()} at end", "runtime_s": time.perf_counter() - start,
         "batch_note": "Batches: 64 for the 32×32 critics (the paper's CIFAR-10 batch); "
-        + ("ESRGAN 4 and SPADE 1 on CPU to keep the run short (ESRGAN trains with 16, SPADE with 1-2 per GPU)."
-           if device.type == "cpu" else "ESRGAN 16, SPADE 4."),
+        + ("ESRGAN 4 and SPADE 1 on CPU to keep the run short (ESRGAN trains with 16, SPADE with 1-2 per GPU)"
+           if device.type == "cpu" else "ESRGAN 16, SPADE 4") + "; U-Net 12 (Real-ESRGAN's batch)."
+        + (f" **Batch {args.batch} for every critic** (`--batch`)." if args.batch else "")
+        + (f" **Input size reduced to {args.size}×{args.size} for every critic** (`--size`; the critics' own "
+           "sizes are in the descriptions, e.g. Real-ESRGAN's U-Net trains on 256×256 crops)." if args.size else "")
+        + "".join(f" {name}: {r['module']}." for name, r in results.items() if r["module"]),
     }  # fmt: skip
     md = render(meta, results)
     stem = args.out or RESULTS / f"speed_side_by_side_{device.type}"

@@ -9,6 +9,7 @@ shared; the treatment only changes the critic (and, for GP, adds ``λ·E[(‖∇
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -155,7 +156,9 @@ def _input_sizes(critic: nn.Module, example: tuple) -> dict[str, tuple[int, ...]
     return sizes
 
 
-def apply_treatment(treatment: Treatment, critic: nn.Module, example: tuple, seed: int = 0) -> AppliedTreatment:
+def apply_treatment(
+    treatment: Treatment, critic: nn.Module, example: tuple, seed: int = 0, targets: Optional[tuple[str, ...]] = None
+) -> AppliedTreatment:
     """Install ``treatment`` on ``critic`` in place (``example`` = positional args of one forward pass).
 
     - ``sn``: ``torch.nn.utils.parametrizations.spectral_norm`` on every Conv/Linear/Embedding (one power
@@ -165,11 +168,16 @@ def apply_treatment(treatment: Treatment, critic: nn.Module, example: tuple, see
       ``optimizer.step()`` via ``SAN.attach``.
     - ``circular``: only SAN's switch to circular padding (``san_core.to_circular_padding_``), no normalization.
     - ``none`` / ``gp``: the critic is left as it is (GP acts in the loss).
+
+    ``targets``: glob patterns on layer names (``san_core`` targets) limiting SN, SAN and the padding switch to
+    those layers (e.g. the U-Net critic's ``conv[1-8]``, as upstream); default every Conv/Linear/Embedding.
     """
     applied = AppliedTreatment(treatment, critic)
     if treatment.kind == "sn":
-        for layer in list(critic.modules()):
-            if isinstance(layer, NORMALIZED_TYPES):
+        for name, layer in list(critic.named_modules()):
+            if isinstance(layer, NORMALIZED_TYPES) and (
+                targets is None or any(fnmatch.fnmatchcase(name, p) for p in targets)
+            ):
                 parametrizations.spectral_norm(layer)
     elif treatment.kind == "san":
         extra = {}
@@ -179,11 +187,11 @@ def apply_treatment(treatment: Treatment, critic: nn.Module, example: tuple, see
                                  "form='reparametrize')")  # fmt: skip
             extra["form"] = treatment.form
         applied.san = san_core.apply_san(
-            critic, interval=treatment.interval, filter_ratio=treatment.filter_ratio, seed=seed,
+            critic, targets, interval=treatment.interval, filter_ratio=treatment.filter_ratio, seed=seed,
             example_input=example, normalize_at_first_forward=True, **extra,
         )  # fmt: skip
     elif treatment.kind == "circular":
-        san_core.to_circular_padding_(critic)
+        san_core.to_circular_padding_(critic, targets)
     elif treatment.kind not in ("none", "gp"):
         raise ValueError(f"treatment kind: expected none/sn/gp/san/circular, got {treatment.kind!r}")
     applied.input_sizes = _input_sizes(critic, example)

@@ -1,9 +1,11 @@
 """Stage (b) of the GPU run: one critic update per treatment, interleaved, at each critic's real training batch
-(SNGAN CNN and ResNet 64, SPADE 1, ESRGAN 16), CUDA events on a GPU (wall time on CPU), ratios to "none",
-peak extra memory per update (not in the smoke run: the CPU profiler is slow).
+(SNGAN CNN and ResNet 64, SPADE 1, ESRGAN 16, Real-ESRGAN's U-Net 12 on 256×256), CUDA events on a GPU
+(wall time on CPU), ratios to "none", peak extra memory per update (not in the smoke run: the CPU profiler is slow).
 
 Reuses :func:`benchmarks.speed_side_by_side.bench_critic`; each critic is time-boxed and recorded as it
-finishes, and a critic that fails is recorded without stopping the others.
+finishes, and a critic that fails is recorded without stopping the others. The U-Net is
+:class:`~benchmarks.gan.critics_extra.UNetCritic` (torch only; the same layers and forward as BasicSR's, a test
+checks), and is left out of the smoke run (one update on a CPU is seconds even at 64×64).
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from typing import Any, Callable
 
 import torch
 
+from ..gan.critics_extra import UNetCritic
 from ..gan.treatments import supports_form
 from ..speed_side_by_side import bench_critic, verdicts
 
-REAL_BATCH = {"sngan_cnn": 64, "resnet": 64, "spade": 1, "esrgan": 16}
+REAL_BATCH = {"sngan_cnn": 64, "resnet": 64, "spade": 1, "esrgan": 16, "unet": 12}
+BUILD = {"unet": UNetCritic}  # never BasicSR's own module: the device machine has torch/numpy/scipy/matplotlib/tqdm
 # Smoke (CPU): small batches; SPADE on a 64×128 map instead of 256×512 (its cost on CPU would be minutes).
 SMOKE_BATCH = {"sngan_cnn": 2, "resnet": 1, "spade": 1, "esrgan": 1}
 SMOKE_SHAPE = {"spade": (39, 32, 64)}
@@ -49,7 +53,7 @@ def run(
         t0 = time.perf_counter()
         try:
             res = bench_critic(name, device, batch, rounds, keys, shape=shape, deadline=deadline,
-                               profile_memory=not smoke)  # fmt: skip
+                               profile_memory=not smoke, build=BUILD.get(name))  # fmt: skip
             out["critics"][name] = {"status": "ok", "batch": batch, "shape": list(shape) if shape else None,
                                     "treatments": res, "verdicts": verdicts(res)}  # fmt: skip
         except Exception as err:  # recorded; the other critics still run
