@@ -45,7 +45,7 @@ def fake_checkout(tmp_path_factory, restore_standin):  # noqa: F811
     root = tmp_path_factory.mktemp("checkout")
     src = "standins.biggan_standin"
     files = dict(layers="SN, SNConv2d, SNEmbedding, SNLinear", BigGAN="Discriminator, Generator", train="run")
-    files.update(utils="prepare_parser, save_weights, load_weights", train_fns="d_step", losses="g_step")
+    files.update(utils="prepare_parser, save_weights, load_weights, get_SVs", train_fns="d_step", losses="g_step")
     for name, names in files.items():
         (root / f"{name}.py").write_text(f"from {src} import {names}  # noqa: F401\n")
     (root / "plain.py").write_text(PLAIN_MODEL)  # a D that builds no SN layer

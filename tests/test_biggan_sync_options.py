@@ -13,19 +13,14 @@ from san_biggan.options import REPARAMETRIZE_REFUSED, options_from_namespaces
 from standins import biggan_standin as standin
 from standins.fft_reference import one_sparse_gain
 from test_biggan_adapter import restore_standin  # noqa: F401  (a fixture)
+from test_biggan_launcher import fake_checkout  # noqa: F401  (a fixture)
 from torch import nn
 
 
 @pytest.fixture
-def checkout(tmp_path_factory, restore_standin):  # noqa: F811
-    root = tmp_path_factory.mktemp("checkout")
-    src = "standins.biggan_standin"
-    files = dict(layers="SN, SNConv2d, SNEmbedding, SNLinear", BigGAN="Discriminator, Generator", train="run")
-    files.update(utils="prepare_parser, save_weights, load_weights, get_SVs", train_fns="d_step", losses="g_step")
-    for name, names in files.items():
-        (root / f"{name}.py").write_text(f"from {src} import {names}  # noqa: F401\n")
-    yield root
-    BigGANCheckout(root).unload()
+def checkout(fake_checkout):  # noqa: F811
+    """The launcher tests' stand-in checkout (flat one-line modules re-exporting the stand-in, ``get_SVs`` too)."""
+    return fake_checkout
 
 
 def test_flags_parsed_into_options() -> None:
