@@ -1,7 +1,7 @@
 """san_basicsr's archs and options with the real BasicSR 1.4.2 / Real-ESRGAN 0.3.0 (the [basicsr] extra).
 
 Archs are built from YAML through BasicSR's own ``build_network``; constants are checked against an
-independent float64 FFT (tests/standins/basicsr_fixtures.py), SN checkpoints against the official
+independent float64 FFT (tests/standins/fft_reference.py), SN checkpoints against the official
 ``UNetDiscriminatorSN``, bad options by their one-line messages.
 """
 

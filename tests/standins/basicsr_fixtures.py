@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
+
+from .fft_reference import one_sparse_gain  # noqa: F401  (re-exported: fx.one_sparse_gain)
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("SAN_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -117,17 +117,3 @@ def write_yaml(path: Path, opt: dict[str, Any]) -> Path:
 
     path.write_text(yaml.safe_dump(opt, sort_keys=False))
     return path
-
-
-def one_sparse_gain(layer: nn.Module, input_size: tuple[int, int]) -> float:
-    """Independent float64 check of SAN's constant: max over kernels of |2-D DFT| on the input grid (taps wrap
-    around: circular padding), for a Conv2d; σ₁ for a Linear."""
-    weight = layer.weight.detach().double()
-    if isinstance(layer, nn.Linear):
-        return float(torch.linalg.svdvals(weight)[0])
-    h, w = input_size
-    grid = torch.zeros(*weight.shape[:2], h, w, dtype=torch.float64)
-    for i in range(weight.shape[2]):
-        for j in range(weight.shape[3]):
-            grid[..., i % h, j % w] += weight[..., i, j]
-    return float(torch.fft.fft2(grid).abs().amax())
