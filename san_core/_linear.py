@@ -67,8 +67,8 @@ def sigma(weight: Tensor, cdtype: torch.dtype, u: Optional[Tensor] = None) -> Te
 
 def power_sigma(weight: Tensor, cdtype: torch.dtype, u: Tensor, n_iter: int) -> Tensor:
     """``linear_method="power"`` on the sync-free path: spectral norm's ``n_iter`` power iterations from the
-    persistent ``u`` (updated in place), the same arithmetic as :func:`~san_core.spectrum.linear_constant`, without
-    its eager checks and precision context (the engine sets that around the whole step)."""
+    persistent ``u`` (updated in place). Also the body of :func:`~san_core.spectrum.linear_constant`'s ``"power"``
+    method, which adds the eager checks and the precision context (the engine sets that around the whole step)."""
     mat = weight.reshape(weight.shape[0], -1)
     mat = mat if mat.dtype == cdtype else mat.to(cdtype)
     vec = torch.nn.functional.normalize(u if u.dtype == cdtype else u.to(cdtype), dim=0)

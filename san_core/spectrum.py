@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import _dft
+from . import _dft, _linear
 
 IntOrTuple = Union[int, Sequence[int]]
 STRIDE_MODES = ("paper", "exact")
@@ -276,11 +276,5 @@ def linear_constant(weight: Tensor, *, method: str = "svd", u: Optional[Tensor] 
             raise ValueError(f"{who}: expected n_iter >= 1, got {n_iter!r}")
         if u is not None and tuple(u.shape) != (mat.shape[0],):
             raise ValueError(f"{who}: expected u of shape ({mat.shape[0]},), got {tuple(u.shape)}")
-        vec = (u.detach().to(cdtype) if u is not None else mat.new_ones(mat.shape[0])).clone()
-        vec = F.normalize(vec, dim=0)
-        for _ in range(n_iter):
-            v = F.normalize(mat.t() @ vec, dim=0)
-            vec = F.normalize(mat @ v, dim=0)
-        if u is not None:
-            u.copy_(vec.to(u.dtype))
-        return torch.dot(vec, mat @ v)
+        # the same iteration as the sync-free path's; a scratch vector when no persistent u is given
+        return _linear.power_sigma(mat, cdtype, u if u is not None else mat.new_ones(mat.shape[0]), n_iter)
