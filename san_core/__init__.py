@@ -14,6 +14,7 @@ from .spectral_norm import (
     convert_spectral_norm_state_dict,
     spectral_norm_style,
     strip_spectral_norm_,
+    to_reparametrized_keys,
 )
 from .spectrum import (
     compensation_gain,
@@ -54,6 +55,7 @@ __all__ = [
     "strip_spectral_norm_",
     "subset_size",
     "to_circular_padding_",
+    "to_reparametrized_keys",
     "unwrap_model",
 ]
 __version__ = "0.1.0"

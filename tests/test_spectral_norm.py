@@ -12,7 +12,13 @@ from torch.nn.utils import spectral_norm as hook_sn
 from torch.nn.utils.parametrizations import spectral_norm as param_sn
 from torch.nn.utils.spectral_norm import SpectralNorm
 
-from san_core import convert_spectral_norm_state_dict, spectral_norm_style, strip_spectral_norm_
+from san_core import (
+    apply_san,
+    convert_spectral_norm_state_dict,
+    spectral_norm_style,
+    strip_spectral_norm_,
+    to_reparametrized_keys,
+)
 
 LAYERS: dict[str, tuple[Callable[[], nn.Module], Callable[[], Tensor]]] = {
     "conv": (lambda: nn.Conv2d(3, 5, 3, padding=1), lambda: torch.randn(2, 3, 6, 6)),
@@ -247,3 +253,28 @@ def test_convert_leaves_other_parametrizations_alone() -> None:
     assert "0.parametrizations.weight.original" in state and "0.parametrizations.weight.0._u" not in state
     converted = convert_spectral_norm_state_dict(state)
     assert list(converted) == list(state)
+
+
+@pytest.mark.parametrize("style", ["hook", "parametrization"])
+def test_sn_checkpoint_fits_a_reparametrized_san_critic(style: str) -> None:
+    """An SN checkpoint's weight becomes the raw W of a reparametrized SAN critic; s stays the critic's own."""
+    sn = hook_sn if style == "hook" else param_sn
+    torch.manual_seed(0)
+    source = nn.Sequential(sn(nn.Conv2d(3, 4, 3, padding=1)), nn.ReLU(), sn(nn.Conv2d(4, 2, 3, padding=1)))
+    source(torch.randn(1, 3, 8, 8))
+    raw = [source[0].weight_orig if style == "hook" else source[0].parametrizations.weight.original]
+    critic = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3, padding=1))
+    apply_san(critic, targets="0", example_input=torch.randn(1, 3, 8, 8), form="reparametrize")
+    own = critic.state_dict()
+    plain = convert_spectral_norm_state_dict(source.state_dict())
+    fitted = to_reparametrized_keys(plain, own)
+    assert sorted(fitted) == sorted(own)  # layer 0 reparametrized, layer 2 plain
+    swap = {"0.weight": ["0.parametrizations.weight.original", "0.parametrizations.weight.0.s"]}
+    assert list(fitted) == [k for key in plain for k in swap.get(key, [key])]  # the state's order kept
+    assert fitted["0.parametrizations.weight.original"] is plain["0.weight"]
+    assert fitted["0.parametrizations.weight.0.s"] is own["0.parametrizations.weight.0.s"]
+    critic.load_state_dict(fitted)
+    assert torch.equal(critic[0].parametrizations.weight.original, raw[0].detach())
+    theirs = {**plain, "0.parametrizations.weight.0.s": torch.tensor(3.0)}  # a state's own s wins over the critic's
+    assert float(to_reparametrized_keys(theirs, own)["0.parametrizations.weight.0.s"]) == 3.0
+    assert to_reparametrized_keys(plain, {k: v for k, v in plain.items()}) == plain  # nothing reparametrized: as is

@@ -22,13 +22,12 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from san_core import SAN, convert_spectral_norm_state_dict
+from san_core import SAN, convert_spectral_norm_state_dict, to_reparametrized_keys
 
 __all__ = ["FORMAT_VERSION", "convert_spectral_norm_on_load", "restore_state", "san_path", "save_state"]
 
 FORMAT_VERSION = 1
 _SN_MARKERS = (".weight_orig", ".parametrizations.weight.original")
-_REPARAM = "parametrizations.weight.original"
 
 
 def san_path(net_d_path: str) -> str:
@@ -50,12 +49,7 @@ def convert_spectral_norm_on_load(module: nn.Module, state_dict: dict, prefix: s
     converted = convert_spectral_norm_state_dict(ours)
     if converted.keys() == ours.keys():
         return
-    own = module.state_dict()
-    for key in list(converted):  # SAN's reparametrized form keeps the raw weight under parametrizations.weight
-        layer = key[: -len("weight")]
-        if key.endswith("weight") and key not in own and f"{layer}{_REPARAM}" in own:
-            converted[f"{layer}{_REPARAM}"] = converted.pop(key)
-            converted.setdefault(f"{layer}parametrizations.weight.0.s", own[f"{layer}parametrizations.weight.0.s"])
+    converted = to_reparametrized_keys(converted, module.state_dict())  # SAN's reparametrized form: raw W there
     for key in ours:
         del state_dict[prefix + key]
     state_dict.update({prefix + k: v for k, v in converted.items()})

@@ -19,7 +19,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from san_core import convert_spectral_norm_state_dict, unwrap_model
+from san_core import convert_spectral_norm_state_dict, to_reparametrized_keys, unwrap_model
 
 
 def convert_sn_checkpoint(
@@ -38,7 +38,7 @@ def convert_sn_checkpoint(
     converted = convert_spectral_norm_state_dict(state_dict)
     if list(converted) == list(state_dict):
         return None
-    converted = _to_reparametrized(converted, model.state_dict())
+    converted = to_reparametrized_keys(converted, model.state_dict())
     out = {**ckpt, "state_dict": converted}
     notes: list[str] = []
     saved_opt = ckpt.get("optimizer")
@@ -50,20 +50,6 @@ def convert_sn_checkpoint(
         else:
             out["optimizer"] = remapped
     return out, notes
-
-
-def _to_reparametrized(converted: dict[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
-    """``X.weight`` -> ``X.parametrizations.weight.original`` (plus ``s`` from ``own``) where ``own`` has that form."""
-    out: dict[str, Any] = {}
-    for key, value in converted.items():
-        layer = key[: -len("weight")]
-        original = f"{layer}parametrizations.weight.original"
-        if key.endswith("weight") and key not in own and original in own:
-            out[original] = value
-            out[f"{layer}parametrizations.weight.0.s"] = own[f"{layer}parametrizations.weight.0.s"]
-        else:
-            out[key] = value
-    return out
 
 
 def remap_optimizer_state(
