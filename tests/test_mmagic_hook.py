@@ -192,6 +192,34 @@ def test_checkpoint_without_san_state_maps_sn_keys_and_warns(caplog: pytest.LogC
     assert all(abs(c - 1) < 1e-4 for c in fx.current_constants(hook).values())
 
 
+@pytest.mark.parametrize("sn_style", ["torch", "ajbrock"])
+def test_sn_checkpoint_maps_into_the_reparametrized_form(sn_style: str) -> None:
+    from standins.fft_reference import one_sparse_gain
+
+    torch.manual_seed(0)
+    sn_state = {f"discriminator.{k}": v.clone() for k, v in _biggan_d(sn_style).state_dict().items()}
+    disc = _biggan_d(sn_style)
+    model = nn.ModuleDict({"discriminator": disc})
+    hook = san_mmagic.SANHook(form="reparametrize", sync_free=False)
+    hook.before_run(SimpleNamespace(model=model))
+    san = hook.san
+    x, y = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
+    disc(x, y)  # each layer normalizes at first use: s = the constant of the critic's own initial W (not 1)
+    own_s = {n: m.s.clone() for n, m in san.scales.items()}
+    assert all(abs(float(s) - 1) > 1e-3 for s in own_s.values())
+    checkpoint = {"state_dict": dict(sn_state)}
+    hook.after_load_checkpoint(SimpleNamespace(model=model), checkpoint)
+    model.load_state_dict(checkpoint["state_dict"])  # strict: every key matches the reparametrized critic
+    raw_key = "weight_orig" if sn_style == "torch" else "weight"  # class-style SN keeps W as `weight` (+ u0/sv0)
+    for name, layer in san.layers.items():
+        sn_weight = sn_state[f"discriminator.{name}.{raw_key}"]
+        assert torch.equal(layer.parametrizations.weight.original, sn_weight), name  # SN's W is the raw W of W / s
+        assert torch.equal(layer.parametrizations.weight[0].s, own_s[name]), name  # s kept until SAN normalizes
+    san.normalize_(force=True)
+    for name, layer in san.layers.items():  # W / s at 1 by an independent float64 reference
+        assert one_sparse_gain(layer, san.input_sizes.get(name)) == pytest.approx(1.0, rel=1e-5), name
+
+
 def test_find_submodule_unwraps_mmengine_ddp_wrappers() -> None:
     import torch.distributed as dist
     from mmengine.model import MMSeparateDistributedDataParallel

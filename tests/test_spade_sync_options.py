@@ -93,6 +93,25 @@ def test_reparametrized_d_steps_give_constant_one(from_sn: bool) -> None:
     assert again.converted_layers == []
 
 
+def test_sn_checkpoint_into_a_normalized_reparametrized_d_keeps_its_s() -> None:
+    torch.manual_seed(3)
+    sn_state = standin.Multiscale(in_channels=5, ndf=8).state_dict()
+    session = patch_discriminator(standin.Multiscale(in_channels=5, ndf=8), REPARAM)
+    session.start((16, 16))  # s = the constant of D's own initial W (not 1)
+    own_s = {n: m.s.clone() for n, m in session.san.scales.items()}
+    assert all(abs(float(s) - 1) > 1e-3 for s in own_s.values())
+    session.netD.load_state_dict(sn_state, strict=True)
+    assert session.converted_layers == MIDDLE
+    for name in MIDDLE:
+        layer = session.san.layers[name]
+        assert torch.equal(layer.parametrizations.weight.original, sn_state[f"{name}.weight_orig"]), name
+        assert torch.equal(layer.parametrizations.weight[0].s, own_s[name]), name  # kept until SAN normalizes
+    session.san.normalize_(force=True)
+    for name in MIDDLE:  # W / s at 1 by an independent float64 FFT
+        layer = session.san.layers[name]
+        assert one_sparse_gain(layer, session.san.input_sizes[name]) == pytest.approx(1.0, rel=1e-5), name
+
+
 def _launch(checkout: Path, folder: Path, san: list[str], *spade: str, env: dict[str, str] | None = None):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]), **(env or {})}
     env["OMP_NUM_THREADS"] = "1"

@@ -19,7 +19,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from san_core import SAN, apply_san, conv_constant, convert_spectral_norm_state_dict, unwrap_model
+from san_core import (
+    SAN,
+    apply_san,
+    conv_constant,
+    convert_spectral_norm_state_dict,
+    to_reparametrized_keys,
+    unwrap_model,
+)
 
 from .errors import SanSpadeError
 from .options import SanSpadeOptions
@@ -92,12 +99,10 @@ class SpadeSAN:
                 raise SanSpadeError(f"the D checkpoint is of --san-form {saved} (layer {name}), this run's is {now}")
             if reparametrized and f"{head}{_REPARAM}0.s" in state_dict:
                 continue  # a checkpoint of SAN's own reparametrized form, not spectral norm
-            if keys:
+            if keys:  # reparametrized: the SN weight is SAN's raw W; s stays D's own until the next normalization
                 plain = convert_spectral_norm_state_dict({k: state_dict.pop(k) for k in keys})
-                if reparametrized:  # the SN weight is SAN's raw W; s stays D's own until the next normalization
-                    plain[f"{head}{_REPARAM}original"] = plain.pop(f"{head}weight")
-                    plain[f"{head}{_REPARAM}0.s"] = self.san.scales[name].s.detach().clone()
-                state_dict.update(plain)
+                like = {f"{head}{k}": v for k, v in self.san.layers[name].state_dict().items()}
+                state_dict.update(to_reparametrized_keys(plain, like))
                 converted.append(name)
         self.converted_layers = converted
 
