@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from . import _measure
-from .gan import plots, report, runlog, summary
+from .gan import diagnosis, plots, report, runlog, summary
 from .gan.checkpoint import atomic_json
 from .gan.classifier import accuracy
 from .gan.collapse import pixel_std
@@ -66,6 +66,12 @@ def _treatment_list(text: str) -> str:
     return text
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
+    return int(text)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = _OneLineParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu-quick")
@@ -88,6 +94,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", help="comma-separated seeds replacing the preset's")
     p.add_argument("--steps", type=int, help="generator steps per run, replacing the preset's")
     p.add_argument("--n-eval", type=int, help="samples per evaluation, replacing the preset's (e.g. for checks)")
+    p.add_argument("--eval-every", type=_positive, help="G steps between evaluations, replacing the preset's")
     p.add_argument("--max-steps", type=int, help="stop each run after this many steps in this invocation (resumable)")
     p.add_argument("--threads", default="auto", help="torch CPU threads; auto = one per idle core (load average)")
     p.add_argument("--keep-models", action="store_true", help="keep final G/D weights (final_models.pt) per run")
@@ -104,7 +111,7 @@ def build_specs(preset: Preset, args: argparse.Namespace) -> list[RunSpec]:
                 continue
             setup = get_setup(b.setup, b.g_ch, b.d_ch)
             steps = args.steps or b.steps
-            every = min(b.eval_every, steps)
+            every = min(args.eval_every or b.eval_every, steps)
             for t in args.treatments.split(",") if args.treatments else b.treatments:
                 specs.append(RunSpec(setup, parse_treatment(t), seed, steps, b.batch, every, args.n_eval or b.n_eval,
                                      preset.eval_batch, b.ckpt_every, b.log_every, preset.is_splits))  # fmt: skip
@@ -221,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
 def _overrides(args: argparse.Namespace) -> str:
     """The flags that replace the preset's budget (so the preset's note is read with them), e.g. ``--steps 200``."""
     flags = [("setups", args.setups), ("treatments", args.treatments), ("seeds", args.seeds), ("steps", args.steps),
-             ("n-eval", args.n_eval)]  # fmt: skip
+             ("n-eval", args.n_eval), ("eval-every", args.eval_every)]  # fmt: skip
     return " ".join(f"--{k} {v}" for k, v in flags if v is not None)
 
 
@@ -272,8 +279,9 @@ def write_outputs(out: Path, meta: dict[str, Any], results: list[dict[str, Any]]
         figures.append(" ".join([f"![{setup} scores](scores_{setup}.png)", *(f"![{n}]({n})" for n in names)]))
     gains = report.gains_section(results)
     gains = f"### Per-layer sparsity gains\n\n{gains}" if gains else ""
-    md = "\n".join([*header, "", "## Results", "", report.markdown(rows), gains, report.notes(meta), "", *figures,
-                    ""])  # fmt: skip
+    mechanism = "\n".join(diagnosis.markdown(results, meta.get("real_pixel_std")))
+    md = "\n".join([*header, "", "## Results", "", report.markdown(rows), mechanism, gains, report.notes(meta), "",
+                    *figures, ""])  # fmt: skip
     (out / "side_by_side.md").write_text(md)
     slim = [
         {k: v for k, v in r.items() if k != "history"}

@@ -9,6 +9,10 @@ Per evaluation (all cheap next to the FID features):
 - ``d_real`` / ``d_fake``: the critic's mean ``|D(x)|`` on 256 fixed real training images and on 256 samples
   (critic in eval mode, no gradient): the scale the hinge loss sees.
 - ``d_loss`` / ``g_loss``: the mean logged critic and generator losses since the previous evaluation.
+- ``sat_real`` / ``sat_fake`` (training batches, mean of the logged steps since the previous evaluation): the
+  fraction of real samples with ``D(x) > 1`` and of fakes with ``D(G(z)) < −1``, whose hinge term gives the critic
+  no gradient; ``g_grad``: the global L2 norm of the generator's gradient at the logged steps.
+- ``d_gap``, ``grad_align``: see :mod:`benchmarks.gan.critic_probe`.
 
 Rule (this project's, documented in the reports): a run is **collapsed** at an evaluation when
 ``top_class ≥ 0.8`` (≥ 80 % of samples in one class) or ``pixel_std < 0.1 ×`` the real images' per-pixel std.
@@ -63,12 +67,24 @@ def top_class_fraction(logits: Tensor) -> float:
     return float(counts.max()) / max(1, logits.shape[0])
 
 
+TRAINING_KEYS = ("sat_real", "sat_fake", "g_grad")
+
+
 def mean_losses(losses: list[dict[str, Any]], after: int, upto: int) -> dict[str, Optional[float]]:
-    """Mean logged ``d``/``g`` losses with ``after < step ≤ upto``."""
+    """Mean logged ``d``/``g`` losses with ``after < step ≤ upto``, and the means of the training diagnostics
+    (``TRAINING_KEYS``) for those the log entries carry."""
     window = [e for e in losses if after < e["step"] <= upto]
     if not window:
         return {"d_loss": None, "g_loss": None}
-    return {"d_loss": statistics.fmean(e["d"] for e in window), "g_loss": statistics.fmean(e["g"] for e in window)}
+    out: dict[str, Optional[float]] = {
+        "d_loss": statistics.fmean(e["d"] for e in window),
+        "g_loss": statistics.fmean(e["g"] for e in window),
+    }
+    for key in TRAINING_KEYS:
+        vals = [e[key] for e in window if e.get(key) is not None]
+        if vals:
+            out[key] = statistics.fmean(vals)
+    return out
 
 
 def is_collapsed(evaluation: dict[str, Any], real_pixel_std: Optional[float]) -> Optional[bool]:

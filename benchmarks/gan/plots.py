@@ -1,7 +1,8 @@
 """PNG plots (matplotlib, Agg), one quantity per panel, every axis labelled:
 
 - ``scores_<setup>.png``: the metric curves (FID-style ↓, IS ↑) and under them the collapse diagnostics
-  (per-pixel std, top-class fraction, mean |D| on real and fake, D and G losses) vs generator step; mean over
+  (per-pixel std, top-class fraction, mean |D| on real and fake, D and G losses, and where measured the hinge
+  saturation, the critic's input-gradient alignment and G's gradient norm) vs generator step; mean over
   seeds with a ±std band; the legend in its own panel so it covers no curve.
 - ``san_constants_<setup>.png``: SAN treatments, the per-layer constant SAN divided by at each logged rescale
   vs the critic optimizer step it followed (1 = the weights did not move since the previous rescale).
@@ -20,6 +21,8 @@ from typing import Any, Optional
 import numpy as np
 
 from .collapse import PIXEL_STD_FRACTION, TOP_CLASS_LIMIT
+
+PAIRED = {"d_real": "d_fake", "sat_real": "sat_fake"}  # second quantity drawn dashed in the same panel
 
 
 def _pyplot():
@@ -63,15 +66,20 @@ def plot_scores(results: list[dict[str, Any]], setup: str, path: Path, real_pixe
         ("pixel_std", "per-pixel std across samples"), ("top_class", "fraction of samples in the top class"),
         ("d_real", "mean |D(x)|, real (solid) / fake (dashed)"), ("d_loss", "D hinge loss (mean since last eval)"),
         ("g_loss", "G loss (mean since last eval)"),
+        ("sat_real", "hinge-saturated: real D>1 (solid) / fake D<-1 (dashed)"),
+        ("grad_align", "alignment of the critic's input gradients at the samples"),
+        ("g_grad", "G gradient norm (mean since last eval)"),
     ]  # fmt: skip
-    fig, axes = plt.subplots(2, 4, figsize=(17, 7.5))
+    if not any(e.get("sat_real") is not None for r in results for e in r["history"]["eval"]):
+        panels = panels[:7]  # results of older commits: no mechanism diagnostics
+    fig, axes = plt.subplots(len(panels) // 4 + 1, 4, figsize=(17, 3.75 * (len(panels) // 4 + 1)))
     flat = list(axes.flat)
     seen: dict[str, list[float]] = defaultdict(list)
     for rs in groups.values():
         steps = sorted({e["step"] for r in rs for e in r["history"]["eval"]})
         color = None
         for ax, (field, _) in zip(flat, panels):
-            for f, style in ((field, "-"), *((("d_fake", "--"),) if field == "d_real" else ())):
+            for f, style in ((field, "-"), *(((PAIRED[field], "--"),) if field in PAIRED else ())):
                 vals = np.array([[_at(r, s, f) for s in steps] for r in rs], dtype=float)
                 if np.isnan(vals).all():
                     continue
@@ -96,13 +104,14 @@ def plot_scores(results: list[dict[str, Any]], setup: str, path: Path, real_pixe
         ax.set_ylabel(label, fontsize=8)
         ax.set_xlabel("generator step", fontsize=8)
         ax.grid(alpha=0.3)
-        if field in ("fid", "d_real"):
+        if field in ("fid", "d_real", "g_grad"):
             _scale(ax, seen[field])
         if ax.get_yscale() == "linear":
             ax.ticklabel_format(axis="y", useOffset=False)
     handles, labels = flat[0].get_legend_handles_labels()
-    flat[7].axis("off")
-    flat[7].legend(handles, labels, loc="center", fontsize=8, title="treatment")
+    for ax in flat[len(panels) :]:
+        ax.axis("off")
+    flat[-1].legend(handles, labels, loc="center", fontsize=8, title="treatment")
     fig.suptitle(f"{first['setup_label']}, batch {first['batch']}, {len(first['history']['eval'])} evaluations")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -18,10 +18,12 @@ from typing import Any, Callable, Optional
 import torch
 
 from .. import _measure
+from .calibrate import calibrate
 from .checkpoint import RunFiles
 from .collapse import mean_losses
+from .critic_probe import critic_scale
 from .data import ImageSet, Sampler
-from .losses import d_hinge, g_hinge, gradient_penalty
+from .losses import get_losses, gradient_penalty, hinge_saturation
 from .metrics import FeatureNet, evaluate_generator
 from .setups import Setup
 from .treatments import Treatment, apply_treatment, critic_example
@@ -62,7 +64,8 @@ class Run:
         example = critic_example(2, 32, s.num_classes, device)
         self.treat = apply_treatment(spec.treatment, self.D, example, seed=spec.seed)
         self.opt_g = torch.optim.Adam(self.G.parameters(), s.lr, betas=s.betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), s.lr, betas=s.betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), s.lr * spec.treatment.d_lr_scale, betas=s.betas)
+        self.d_loss, self.g_loss = get_losses(spec.treatment.loss)
         self.treat.attach(self.opt_d)
         self.z_gen = torch.Generator().manual_seed(spec.seed + 1)
         self.gp_gen = torch.Generator().manual_seed(spec.seed + 2)
@@ -73,31 +76,39 @@ class Run:
         y = torch.randint(0, s.num_classes, (b,), generator=self.z_gen).to(self.device) if s.num_classes else None
         return z, y
 
-    def d_step(self, data: ImageSet, sampler: Sampler) -> float:
+    def d_step(self, data: ImageSet, sampler: Sampler) -> tuple[float, float, float]:
+        """One critic update; returns its loss and the hinge saturation of the batch (``hinge_saturation``)."""
         x, y_real = data.batch(sampler.next(), self.device)
         z, y_fake = self.sample_z()
         with torch.no_grad():
             fake = self.G(z, y_fake)
         labels = y_real if self.spec.setup.num_classes else None
-        loss = d_hinge(self.D(x, labels), self.D(fake, y_fake))
+        real_out, fake_out = self.D(x, labels), self.D(fake, y_fake)
+        loss = self.d_loss(real_out, fake_out)
         if self.spec.treatment.kind == "gp":
             loss = loss + self.spec.treatment.gp_weight * gradient_penalty(self.D, x, fake, labels, self.gp_gen)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()  # SAN (when attached) rescales the critic's weights here
-        return float(loss.detach())
+        value, sat_real, sat_fake = torch.cat([loss.detach().reshape(1), hinge_saturation(real_out, fake_out)]).tolist()
+        return value, sat_real, sat_fake
 
-    def g_step(self) -> float:
+    def g_step(self, grad_norm: bool = False) -> tuple[float, Optional[float]]:
+        """One generator update; returns its loss and (``grad_norm``) the global L2 norm of G's gradient."""
         z, y = self.sample_z()
         self.D.requires_grad_(False)
+        norm = None
         try:
-            loss = g_hinge(self.D(self.G(z, y), y))
+            loss = self.g_loss(self.D(self.G(z, y), y))
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
+            if grad_norm:
+                grads = [p.grad.detach().double().norm() for p in self.G.parameters() if p.grad is not None]
+                norm = float(torch.stack(grads).norm()) if grads else 0.0
             self.opt_g.step()
         finally:
             self.D.requires_grad_(True)
-        return float(loss.detach())
+        return float(loss.detach()), norm
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -118,7 +129,7 @@ class Run:
 
 def _new_history() -> dict[str, Any]:
     return {"eval": [], "san_constants": [], "effective_constants": [], "layer_gains": [], "loss": [], "d_ms": [],
-            "g_ms": []}  # fmt: skip
+            "g_ms": [], "calibration": None}  # fmt: skip
 
 
 def train_run(
@@ -149,11 +160,13 @@ def train_run(
         run.load_state_dict(state["run"])
         sampler.load_state_dict(state["sampler"])
         step, hist, mem, elapsed = state["step"], state["history"], state["memory"], state["elapsed"]
+    probe = _probe_batch(data, spec, device)
+    if state is None and run.treat.initial_critic is not None:  # san-scaled: α fixed once, at the initial weights
+        hist["calibration"] = calibrate(run.D, run.treat.initial_critic, probe)
     evals = set(spec.eval_steps())
     stop = spec.steps if max_steps is None else min(spec.steps, step + max_steps)
     bar = _measure.Progress(stop - step)
     name = f"{spec.setup.key}/{spec.treatment.key}/seed{spec.seed}"
-    probe = _probe_batch(data, spec, device)
 
     def evaluate(at: int) -> None:
         t0 = time.perf_counter()
@@ -176,21 +189,24 @@ def train_run(
     while step < stop:
         t_wall, t_cpu = time.perf_counter(), time.process_time()
         profile = step == 1 and "d_step_peak_mib" not in mem  # second iteration: warm, measured once
-        d_losses = []
+        d_out = []
         for k in range(spec.treatment.n_dis):
-            loss, ms, mib = _timed(lambda: run.d_step(data, sampler), device, profile and k == 0)
-            d_losses.append(loss)
+            out, ms, mib = _timed(lambda: run.d_step(data, sampler), device, profile and k == 0)
+            d_out.append(out)
             _record(hist["d_ms"], mem, "d_step_peak_mib", ms, mib)
             if run.treat.normalized_this_step() and (spec.treatment.interval > 1 or step % spec.log_every == 0):
                 calls = run.treat.san.calls if run.treat.san is not None else 0
                 hist["san_constants"].append({"step": step, "d_calls": calls, "values": run.treat.san_constants()})
-        g_loss, ms, mib = _timed(run.g_step, device, profile)
+        logged = (step + 1) % spec.log_every == 0 or step + 1 == spec.steps
+        (g_loss, g_grad), ms, mib = _timed(lambda g=logged: run.g_step(grad_norm=g), device, profile)
         _record(hist["g_ms"], mem, "g_step_peak_mib", ms, mib)
         step += 1
         elapsed["train_s"] += time.perf_counter() - t_wall
         elapsed["cpu_s"] += time.process_time() - t_cpu
-        if step % spec.log_every == 0 or step == spec.steps:
-            hist["loss"].append({"step": step, "d": statistics.fmean(d_losses), "g": g_loss})
+        if logged:
+            d, sat_real, sat_fake = (statistics.fmean(v) for v in zip(*d_out))
+            hist["loss"].append({"step": step, "d": d, "g": g_loss, "sat_real": sat_real, "sat_fake": sat_fake,
+                                 "g_grad": g_grad})  # fmt: skip
         timed_out = deadline is not None and time.perf_counter() > deadline and step < stop
         if step in evals or (timed_out and hist["eval"][-1]["step"] != step):
             evaluate(step)
@@ -216,30 +232,7 @@ def _probe_batch(data: ImageSet, spec: RunSpec, device: torch.device, n: int = 2
     return (x, y) if spec.setup.num_classes else (x,)
 
 
-@torch.no_grad()
-def critic_scale(run: Run, probe: tuple[torch.Tensor, ...], seed: int = 54321) -> dict[str, float]:
-    """Mean ``|D(x)|`` on the real probe images and on as many samples from fixed noise (G and D in eval mode, so
-    spectral norm's power iteration does not advance and no random stream of the run is touched)."""
-    n, s = probe[0].shape[0], run.spec.setup
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, s.z_dim, generator=gen).to(run.device)
-    y = (torch.arange(n) % s.num_classes).to(run.device) if s.num_classes else None
-    flags = {m: m.training for m in [*run.G.modules(), *run.D.modules()]}
-    run.G.eval()
-    run.D.eval()
-    try:
-        fake = run.G(z, y)
-        d_real = run.D(probe[0], probe[1] if s.num_classes else None)
-        d_fake = run.D(fake, y)
-    finally:
-        for m, flag in flags.items():
-            m.training = flag
-    return {"d_real": float(d_real.abs().mean()), "d_fake": float(d_fake.abs().mean())}
-
-
-def _timed(
-    fn: Callable[[], float], device: torch.device, profile: bool
-) -> tuple[float, Optional[float], Optional[float]]:
+def _timed(fn: Callable[[], Any], device: torch.device, profile: bool) -> tuple[Any, Optional[float], Optional[float]]:
     """``fn()`` with its wall time in ms, or (``profile``) its peak extra memory in MiB instead."""
     if profile:
         value, mib = _measure.peak_extra_mib(fn, device)

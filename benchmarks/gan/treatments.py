@@ -8,6 +8,7 @@ shared; the treatment only changes the critic (and, for GP, adds ``λ·E[(‖∇
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import fnmatch
 import inspect
@@ -20,6 +21,8 @@ from torch.nn.utils import parametrizations
 
 import san_core
 
+from .calibrate import install_output_scale
+
 NORMALIZED_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
 
 
@@ -27,7 +30,13 @@ NORMALIZED_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
 class Treatment:
     """``kind``: none/sn/gp/san/circular; ``n_dis`` critic steps per G step; SAN's ``interval``, ``filter_ratio`` r;
     ``sparsity_gains``: SAN's per-layer gains ``g_l`` re-measured from real images at every evaluation; ``form``:
-    SAN's ``"rescale"`` (W ← W/c in place) or the authors' ``"reparametrize"`` (forward uses W/s)."""
+    SAN's ``"rescale"`` (W ← W/c in place) or the authors' ``"reparametrize"`` (forward uses W/s).
+
+    Diagnosis ablations (issue 12: why does SAN collapse?): ``calibrate_output``: the critic's output is multiplied
+    by a fixed scalar α chosen at initialization so that its mean ``|D(x)|`` on the real probe images equals the SN
+    critic's with the same initial weights (:mod:`benchmarks.gan.calibrate`; with Adam this is the hinge margin
+    moved from 1 to 1/α); ``d_lr_scale``: the critic's Adam learning rate is the setup's times this; ``loss``:
+    ``"hinge"`` or ``"ns"`` (the non-saturating loss, :mod:`benchmarks.gan.losses`)."""
 
     key: str
     label: str
@@ -38,6 +47,9 @@ class Treatment:
     gp_weight: float = 10.0
     sparsity_gains: bool = False
     form: str = "rescale"
+    calibrate_output: bool = False
+    d_lr_scale: float = 1.0
+    loss: str = "hinge"
 
 
 BASE = {
@@ -51,6 +63,14 @@ BASE = {
     "san-reparam": Treatment("san-reparam", "SAN reparametrized (W/s)", "san", form="reparametrize"),
     # Beyond the paper (its future-work idea): g_l = clip(√(ρ_l/ρ_min), 1, σ₁/‖W‖₀,∞), ρ = effective density.
     "san-gains": Treatment("san-gains", "SAN + sparsity gains (experimental)", "san", sparsity_gains=True),
+    # Diagnosis ablations (issue 12), each testing one explanation of SAN's collapse; SN is never changed.
+    # Scale at init / hinge saturation: D's output × α (fixed at init) so that mean |D(real)| equals SN's there.
+    "san-scaled": Treatment("san-scaled", "SAN, output × α (SN's scale at init)", "san", calibrate_output=True),
+    # Learning rate: the critic's Adam lr ÷ 4 (5e-5), G's unchanged.
+    "san-lr": Treatment("san-lr", "SAN, D lr ÷ 4", "san", d_lr_scale=0.25),
+    # Loss: the non-saturating loss instead of the hinge (its critic term saturates too, its G term differently).
+    "san-ns": Treatment("san-ns", "SAN, non-saturating loss", "san", loss="ns"),
+    "sn-ns": Treatment("sn-ns", "SN, non-saturating loss", "sn", loss="ns"),
     # Not a normalization: SAN's circular padding alone, to tell its cost apart from the rescale's.
     "circular": Treatment("circular", "circular padding only", "circular"),
 }
@@ -81,6 +101,7 @@ class AppliedTreatment:
     critic: nn.Module
     san: Optional[san_core.SAN] = None
     input_sizes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    initial_critic: Optional[nn.Module] = None  # ``calibrate_output``: the critic's initial weights, untreated
 
     def attach(self, optimizer: torch.optim.Optimizer) -> None:
         if self.san is not None:
@@ -173,6 +194,8 @@ def apply_treatment(
     those layers (e.g. the U-Net critic's ``conv[1-8]``, as upstream); default every Conv/Linear/Embedding.
     """
     applied = AppliedTreatment(treatment, critic)
+    if treatment.calibrate_output:
+        applied.initial_critic = copy.deepcopy(critic)
     if treatment.kind == "sn":
         for name, layer in list(critic.named_modules()):
             if isinstance(layer, NORMALIZED_TYPES) and (
@@ -195,6 +218,8 @@ def apply_treatment(
     elif treatment.kind not in ("none", "gp"):
         raise ValueError(f"treatment kind: expected none/sn/gp/san/circular, got {treatment.kind!r}")
     applied.input_sizes = _input_sizes(critic, example)
+    if treatment.calibrate_output:
+        install_output_scale(critic)
     return applied
 
 
