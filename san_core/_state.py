@@ -15,8 +15,9 @@ from torch import Tensor, nn
 from ._reparam import raw_weight
 from ._validate import check_config, check_form, check_layer_gains, check_size
 
-#: Run-time choices that a state does not carry over (they depend on where the run happens).
-RUNTIME_KEYS = ("sync_free",)
+#: Run-time choices that a state does not carry over (they depend on where the run happens): not saved, and left as
+#: the loading SAN has them (a state that has them, or an older one without them, loads the same).
+RUNTIME_KEYS = ("sync_free", "compile_step", "cuda_graph")
 #: Keys every state has (``pending``, ``scales`` and ``seen_sizes`` are optional: older states lack them).
 REQUIRED = ("version", "layers", "config", "calls", "generator", "power_vectors", "input_sizes")
 #: ``check_config``'s arguments, in order (all in ``SAN.config``).

@@ -87,6 +87,14 @@ class SAN:
         compile_step: run the sync-free step through ``torch.compile(fullgraph=True)``.
         cuda_graph: capture the sync-free step into a CUDA graph after its warm-up and replay it
             (re-captured when a size, dtype or device changes); CUDA weights and ``filter_ratio=1`` only.
+
+    Attributes:
+        config: every option above except the layer selection and the size sources (``targets``, ``exclude``,
+            ``input_sizes``, ``example_input``, ``normalize_at_first_forward``), as given (``layer_gains`` as
+            checked), so ``SAN(other, targets, **san.config)`` configures another critic the same way. Read it;
+            change ``layer_gains`` with :meth:`set_layer_gains`. :meth:`state_dict` carries all of it but the
+            run-time choices ``sync_free``, ``compile_step`` and ``cuda_graph`` (they depend on where a run
+            happens), which loading a state leaves as this SAN has them.
     """
 
     def __init__(
@@ -133,6 +141,8 @@ class SAN:
             max_memory=max_memory,
             form=form,
             sync_free=sync_free,
+            compile_step=compile_step,
+            cuda_graph=cuda_graph,
         )
         self.layers: dict[str, nn.Module] = dict(
             resolve(self.module, select_layers(self.module, targets, exclude=exclude).matched)

@@ -69,7 +69,7 @@ def test_reparametrize_and_sync_free_reach_san_and_train_exactly(tmp_path: Path,
     hook, probe = fx.hooks_of(runner)
     san = hook.san
     assert san.config["form"] == "reparametrize" and san.config["sync_free"] is True
-    assert san._engine.compile_step is compile_step and san._engine.cuda_graph is False
+    assert san.config["compile_step"] is compile_step and san.config["cuda_graph"] is False
     assert san.sync_free_active() and san.calls == probe.d_steps == 3
     for name, layer in san.layers.items():  # the forward's weight is W / s; the raw W is not normalized
         assert torch.nn.utils.parametrize.is_parametrized(layer, "weight"), name

@@ -3,6 +3,7 @@ or nothing; recorded input sizes survive a state round trip (and version-1 state
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import pytest
@@ -172,3 +173,29 @@ def test_recorded_sizes_survive_the_state_and_version_1_states_load(sync_free: b
     after_forget = SAN(critic(), sync_free=sync_free)
     after_forget.load_state_dict(san.state_dict())
     assert after_forget.sizes_of("0") == [(6, 6)] and "4" not in after_forget.seen_sizes
+
+
+def test_config_holds_every_option_and_the_run_time_choices_stay_out_of_the_state() -> None:
+    setup = {"module", "targets", "exclude", "input_sizes", "example_input", "normalize_at_first_forward"}
+    options = set(inspect.signature(SAN).parameters) - setup
+    model = critic()
+    san = SAN(model, interval=2, filter_ratio=0.5, seed=3, layer_gains={"0": 2.0}, sync_free=True, compile_step=False)
+    assert set(san.config) == options  # every constructor option but the selection/size sources
+    assert (san.config["sync_free"], san.config["compile_step"], san.config["cuda_graph"]) == (True, False, False)
+    twin_model = critic()
+    twin = SAN(twin_model, **san.config)  # the config rebuilds an equivalent SAN
+    assert twin.config == san.config
+    x = torch.randn(2, 3, 8, 8)
+    model(x), twin_model(x)
+    ours, theirs = san.normalize_(force=True), twin.normalize_(force=True)
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[n], theirs[n]) for n in ours)
+    state = san.state_dict()
+    assert not {"sync_free", "compile_step", "cuda_graph"} & set(state["config"])
+    eager = SAN(critic(), sync_free=False)
+    runtime = {"sync_free": True, "compile_step": True, "cuda_graph": True}  # a state that carries them anyway
+    eager.load_state_dict({**state, "config": {**state["config"], **runtime}})
+    assert (eager.config["sync_free"], eager.config["compile_step"], eager.config["cuda_graph"]) == (False,) * 3
+    assert eager.config["interval"] == 2 and eager.config["layer_gains"] == {"0": 2.0}
+    older = SAN(critic(), sync_free=True)  # a state saved before compile_step/cuda_graph were in the config
+    older.load_state_dict(state)
+    assert older.config["compile_step"] is False and older.config["filter_ratio"] == 0.5 and older.calls == 0

@@ -34,7 +34,7 @@ def test_flags_parsed_into_options_and_san() -> None:
     torch.manual_seed(0)
     session = patch_discriminator(standin.Multiscale(in_channels=5, ndf=8), o)
     assert session.san.config["form"] == "reparametrize" and session.san.config["sync_free"] is True
-    assert session.san._engine.compile_step is True and session.san._engine.cuda_graph is False
+    assert session.san.config["compile_step"] is True and session.san.config["cuda_graph"] is False
     assert "form=reparametrize, sync_free=on, compiled step" in session.options.summary()
     session.remove()
 
