@@ -1,4 +1,9 @@
-"""``SAN``: owns per-layer state and rescales a critic's weights in place (``W ← W / ‖W‖₀,∞``)."""
+"""``SAN``: owns per-layer state and rescales a critic's weights in place (``W ← W / ‖W‖₀,∞``).
+
+Its input-size bookkeeping (:class:`san_core._input_sizes.InputSizes`) and its eager path
+(:class:`san_core._eager_path.EagerPath`: constants checked on the host, then applied) are bases of ``SAN``; the
+sync-free path is :class:`san_core._sync_free.SyncFreeEngine`, the state :mod:`san_core._state`.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +14,18 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from . import _dft, _eager, _guard, _reparam, _sizes, _state, _tied
+from . import _dft, _reparam, _sizes, _state, _tied
 from ._attach import AttachHandle, attach_after_real_steps
+from ._eager_path import EagerPath
+from ._input_sizes import InputSizes
 from ._sync_free import SyncFreeEngine
+from ._unwrap import unwrap_model
 from ._validate import (
     check_config,
     check_form,
     check_layer,
     check_layer_gains,
     check_optimizer,
-    check_size,
     check_sync_options,
 )
 from .padding import PaddingRecord
@@ -32,22 +39,7 @@ _STATE_VERSION = 1
 _weight = _reparam.raw_weight
 
 
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module inside ``DataParallel``/``DistributedDataParallel``-style wrappers (``.module`` chains) and
-    ``torch.compile`` (``._orig_mod``), so layer names never carry ``module.`` or ``_orig_mod.`` prefixes."""
-    wrappers = (nn.DataParallel, nn.parallel.DistributedDataParallel)
-    while True:
-        if isinstance(model, wrappers) or type(model).__name__.endswith("DistributedDataParallel"):
-            inner = model.module
-        elif type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module):
-            inner = model._orig_mod
-        else:
-            return model
-        assert isinstance(inner, nn.Module)
-        model = inner
-
-
-class SAN:
+class SAN(InputSizes, EagerPath):
     """Sparsity Aware Normalization of the selected layers of ``module``, in place.
 
     Convs are divided by ``‖W‖₀,∞`` (Lemma 1, :func:`conv_constant` on each conv's input map size),
@@ -153,15 +145,7 @@ class SAN:
                 raise RuntimeError(f"SAN: layer {name!r} is already normalized by {owner!r}; call .remove() first")
             check_layer(name, layer)
         self.config["layer_gains"] = check_layer_gains(layer_gains, self.layers)
-        self.input_sizes: dict[str, tuple[int, ...]] = {}  # the latest size of each conv
-        self.seen_sizes: dict[str, list[tuple[int, ...]]] = {}  # every recorded size, least recent first
-        self._warned: set[str] = set()
-        for name, size in (input_sizes or {}).items():
-            conv = self.layers.get(name)
-            if not isinstance(conv, nn.modules.conv._ConvNd):
-                raise ValueError(f"SAN: input_sizes names {name!r}, which is not a selected conv layer")
-            self.input_sizes[name] = check_size(name, conv, size, stride_mode)
-            self.seen_sizes[name] = [self.input_sizes[name]]
+        self._init_sizes(input_sizes)  # input_sizes (latest per conv), seen_sizes (all recorded): _input_sizes.py
         self.calls = 0
         self.last_constants: dict[str, Tensor] = {}
         self.generator = torch.Generator().manual_seed(seed)
@@ -188,107 +172,22 @@ class SAN:
     def __repr__(self) -> str:
         return f"SAN({len(self.layers)} layers of {type(self.module).__name__}, interval={self.config['interval']})"
 
-    # ----------------------------------------------------------------------------------------- sizes
-    def _on_forward(self, name: str, layer: nn.Module, args: tuple) -> None:
-        """The forward pre-hook's work: record a new input size (checked first), run a pending normalization."""
-        size = _sizes.input_size(layer, args, _weight(layer).dim() - 2)
-        if size is not None and self.input_sizes.get(name) != size:
-            assert isinstance(layer, nn.modules.conv._ConvNd)
-            size = check_size(name, layer, size, self.config["stride_mode"])  # raises before recording
-            _sizes.record(self.seen_sizes.setdefault(name, []), size, name, self._warned)
-            self.input_sizes[name] = size
-        if name in self._pending:
-            groups = _tied.tied_groups(self.layers)
-            names = [n for n in _tied.with_tied([name], groups) if n == name or n in self.sizes_known()]
-            self._rescale(_tied.combine(self.constants(names), groups))
-            self._pending.difference_update(_tied.with_tied([name], groups))
-
-    def sizes_of(self, name: str) -> list[tuple[int, ...]]:
-        """Every recorded input size of conv ``name`` (sorted); its constant is the max over them."""
-        sizes = set(self.seen_sizes.get(name, ()))
-        if name in self.input_sizes:
-            sizes.add(self.input_sizes[name])
-        return sorted(sizes)
-
-    def sizes_known(self) -> set[str]:
-        """The selected layers whose constant can be computed now (Linear/Embedding, and convs with a size)."""
-        return {n for n, m in self.layers.items() if not isinstance(m, nn.modules.conv._ConvNd) or self.sizes_of(n)}
-
-    def forget_sizes(self, names: Optional[Sequence[str]] = None) -> dict[str, list[tuple[int, ...]]]:
-        """Keep only the latest input size of ``names`` (default: every conv); returns the sizes forgotten."""
-        names = list(self.layers) if names is None else list(names)
-        unknown = [n for n in names if n not in self.layers]
-        if unknown:
-            raise ValueError(f"SAN.forget_sizes: {unknown} are not selected layers; selected: {list(self.layers)}")
-        forgotten = {}
-        for name in [n for n in names if n in self.input_sizes]:  # convs with a known size
-            latest = self.input_sizes[name]
-            old = [s for s in self.sizes_of(name) if s != latest]
-            if old:
-                forgotten[name] = old
-            self.seen_sizes[name] = [latest]
-        return forgotten
-
-    def _probe(self, example_input: Union[Tensor, tuple]) -> None:
-        flags = {m: m.training for m in self.module.modules()}
-        pending, self._pending = self._pending, set()
-        try:
-            self.module.eval()
-            with torch.no_grad():
-                self.module(*example_input) if isinstance(example_input, tuple) else self.module(example_input)
-        finally:
-            self._pending = pending
-            for m, flag in flags.items():
-                m.training = flag
+    # ------------------------------------------------------------------------------------- first use
+    def _normalize_pending(self, name: str) -> None:
+        """``normalize_at_first_forward``: layer ``name`` (with the layers tied to it that have a size) before its
+        first use; called by the forward pre-hook (:meth:`InputSizes._on_forward`) after recording the size."""
+        groups = _tied.tied_groups(self.layers)
+        names = [n for n in _tied.with_tied([name], groups) if n == name or n in self.sizes_known()]
+        self._rescale(_tied.combine(self.constants(names), groups))
+        self._pending.difference_update(_tied.with_tied([name], groups))
 
     # -------------------------------------------------------------------------------------- compute
-    def constants(self, names: Optional[Sequence[str]] = None) -> dict[str, Tensor]:
-        """The constants of ``names`` (default: every selected layer) before any rescale; changes no weight.
-
-        Checks first that every weight is finite and every conv's input size is known. A weight shared by
-        several of ``names`` gets the max of their constants (:mod:`san_core._tied`). With
-        ``filter_ratio < 1`` it draws new subsets and with ``linear_method="power"`` it advances the
-        power iteration, like a normalization does; on any error both are rolled back.
-        """
-        names = list(self.layers) if names is None else list(names)
-        self._check_ready(names)
-        groups = _tied.tied_groups(self.layers)
-        rng_state = self.generator.get_state()
-        vectors = {n: u.clone() for n, u in self.power_vectors.items()}
-        try:
-            constants = _tied.combine({name: _eager.constant_of(self, name) for name in names}, groups)
-            self._check_finite(constants)
-        except BaseException:
-            self.generator.set_state(rng_state)
-            for n in set(self.power_vectors) - set(vectors):
-                del self.power_vectors[n]
-            for n, u in vectors.items():
-                self.power_vectors[n].copy_(u)
-            raise
-        return constants
-
     def set_layer_gains(self, layer_gains: Optional[Mapping[str, float]]) -> dict[str, float]:
         """Replace the per-layer factors ``g_l`` (``None``: all 1); returns the previous ones. No weight changes
         until the next normalization (call ``normalize_(force=True)`` to apply them now)."""
         gains = check_layer_gains(layer_gains, self.layers)
         previous, self.config["layer_gains"] = self.config["layer_gains"], gains
         return previous
-
-    def _check_ready(self, names: Sequence[str]) -> None:
-        for name in names:
-            if isinstance(self.layers[name], nn.modules.conv._ConvNd) and name not in self.input_sizes:
-                raise RuntimeError(
-                    f"SAN: input size of conv {name!r} is unknown; run a forward pass first, or pass "
-                    f"example_input=... or input_sizes={{{name!r}: (H, W)}}"
-                )
-        bad = _guard.non_finite({n: _weight(self.layers[n]) for n in names})
-        if bad:
-            raise ValueError(f"SAN: layers {bad} have NaN/Inf weights; nothing was changed")
-
-    def _check_finite(self, constants: Mapping[str, Tensor]) -> None:
-        bad = _guard.non_finite(constants)
-        if bad:
-            raise ValueError(f"SAN: NaN/Inf constant for layers {bad} (overflow?); nothing was changed")
 
     def check(self) -> None:
         """Raise the ``ValueError`` of the sync-free path, naming the layers that had a NaN/Inf weight or constant
@@ -303,19 +202,6 @@ class SAN:
     def sync_free_active(self) -> bool:
         """Whether :meth:`normalize_` takes the sync-free path now (``sync_free=None``: the weights are on CUDA)."""
         return self._engine.active()
-
-    def _rescale(self, constants: Mapping[str, Tensor]) -> None:
-        """``W ← W / c`` (form ``"rescale"``) or ``s ← c`` (``"reparametrize"``), ``c`` clamped to ``eps``."""
-        done: set[int] = set()  # a tied weight is divided once (its constants are already combined)
-        with torch.no_grad():
-            for name, constant in constants.items():
-                scale = self.scales.get(name)
-                weight = _weight(self.layers[name])
-                if scale is not None:
-                    scale.s.copy_(constant.clamp_min(self.config["eps"]))
-                elif id(weight) not in done:
-                    done.add(id(weight))
-                    weight.div_(constant.clamp_min(self.config["eps"]).to(weight.dtype))
 
     def normalize_(self, *, force: bool = False) -> dict[str, Tensor]:
         """Count a call; on every ``interval``-th (or when ``force``), divide each weight by its constant.
