@@ -126,3 +126,46 @@ def test_cli_errors_are_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--smok"], cwd=REPO, capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and "--smok" in proc.stderr
+
+
+def test_diagnose_smoke_runs_the_ablations_with_only_the_gpu_machines_packages(tmp_path):
+    """``python -m benchmarks.gpu diagnose --smoke``: issue 12's second run, the quality stage only, with the
+    diagnosis ablations and their mechanism table (one seed here to spare the suite; the CLI default is two)."""
+    from benchmarks.gpu import diagnose
+
+    data, out, site = tmp_path / "gpu_data", tmp_path / "out", tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(textwrap.dedent(BLOCKER.format(repo=str(REPO), allowed=ALLOWED)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)]), "OUT": str(out)}
+    prep = [sys.executable, "-m", "benchmarks.gpu", "prepare", "--data", "fake:120", "--random-classifier",
+            "--dest", str(data)]  # fmt: skip
+    assert subprocess.run(prep, cwd=REPO, capture_output=True, text=True, env=env, timeout=300).returncode == 0
+    cmd = [sys.executable, "-m", "benchmarks.gpu", "diagnose", "--smoke", "--data-dir", str(data), "--seeds", "0",
+           "--budget-minutes", "1.5"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = sorted(p.name for p in out.iterdir())
+    assert len(files) <= 8 and all((out / f).stat().st_size <= 16 * 2**20 for f in files), files
+    assert {"gpu_report.md", "gpu_results.json", "quality.png"} <= set(files) and "pytest_gpu.log" not in files
+    res = json.loads((out / "gpu_results.json").read_text())
+    assert res["meta"]["mode"] == "diagnose" and res["meta"]["elapsed_s"] <= 1.5 * 60 + 20
+    assert "correctness" not in res and "speed" not in res
+    q = res["quality"]
+    assert q["treatments"] == diagnose.TREATMENTS and q["config"]["procs"] == len(diagnose.TREATMENTS)
+    assert {r["treatment"] for r in q["results"]} == set(diagnose.TREATMENTS)
+    for r in q["results"]:
+        last = r["history"]["eval"][-1]
+        assert last["step"] > 0 and {"sat_real", "sat_fake", "g_grad", "grad_align"} <= set(last), last
+    scaled = next(r for r in q["results"] if r["treatment"] == "san-scaled")
+    assert 0 < scaled["history"]["calibration"]["alpha"] < 1  # SAN's output is larger than SN's at init
+    report = (out / "gpu_report.md").read_text()
+    assert report.startswith("# GPU diagnosis run") and "SMOKE" in report and "SYNTHETIC DATA" in report
+    assert "#### Mechanism diagnostics (issue 12)" in report and "## (a) CUDA correctness" not in report
+    assert "Traceback" not in proc.stderr
+
+
+def test_diagnose_cli_rejects_an_unknown_treatment_in_one_line():
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "diagnose", "--smoke", "--treatments", "sn,sam"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and "'sam'" in proc.stderr
+    assert proc.stderr.startswith("python -m benchmarks.gpu diagnose: error:")

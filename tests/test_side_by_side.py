@@ -234,7 +234,7 @@ def _spec(treatment: str, steps: int = 3) -> RunSpec:
                    eval_every=2, n_eval=16, eval_batch=16, ckpt_every=100, log_every=1)  # fmt: skip
 
 
-@pytest.mark.parametrize("treatment", ["san", "sn:2", "gp", "san-gains"])
+@pytest.mark.parametrize("treatment", ["san", "sn:2", "gp", "san-gains", "san-scaled"])
 def test_killed_run_resumes_bit_for_bit(tmp_path, treatment):
     data, net, dev = load_cifar10("fake:32"), make_feature_net("random"), torch.device("cpu")
     ref = metrics.reference_stats(net, data.x, data.name, 32, tmp_path / "cache", dev)

@@ -67,6 +67,5 @@ def calibrate(critic: nn.Module, initial_critic: nn.Module, probe: tuple[Tensor,
         d_sn = _mean_abs(sn_copy(initial_critic), probe)
     if not (d_san > 0 and d_sn > 0):
         raise ValueError(f"calibrate: expected positive mean |D| for both critics, got SAN {d_san}, SN {d_sn}")
-    alpha = d_sn / d_san
-    getattr(critic, BUFFER).fill_(alpha)
-    return {"alpha": alpha, "d_real_sn": d_sn, "d_real_san": d_san}
+    buffer = getattr(critic, BUFFER).fill_(d_sn / d_san)
+    return {"alpha": float(buffer), "d_real_sn": d_sn, "d_real_san": d_san}  # α as stored (the buffer's dtype)

@@ -1,7 +1,8 @@
 """The mechanism table of issue 12's collapse diagnosis: per treatment, what each explanation predicts and what the
 runs measured (mean ± std over seeds).
 
-- **scale at init**: mean ``|D(real)|`` at step 0 and its ratio to SN's (same initial weights, same probe);
+- **scale at init**: mean ``|D(real)|`` at step 0 and its ratio to SN's of the same seed (same initial weights,
+  same probe);
   ``san-scaled``'s α (:mod:`benchmarks.gan.calibrate`);
 - **hinge saturation**: the fraction of real samples with ``D(x) > 1`` and of fakes with ``D(G(z)) < −1`` on the
   training batches (no critic gradient from those), averaged over all logged steps of the run;
@@ -50,11 +51,12 @@ def rows(results: list[dict[str, Any]], real_pixel_std: Optional[float]) -> list
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in results:
         groups[(r["setup"], r["treatment"])].append(r)
-    sn_init = {setup: [_at_step0(r, "d_real") for r in rs] for (setup, t), rs in groups.items() if t == "sn"}
+    sn_init = {(setup, r["seed"]): _at_step0(r, "d_real") for (setup, t), rs in groups.items() if t == "sn" for r in rs}
     out = []
     for (setup, treatment), rs in groups.items():
         init = [_at_step0(r, "d_real") for r in rs]
-        sn = [v for v in sn_init.get(setup, []) if v]
+        ratio = [v / sn_init[(setup, r["seed"])] for v, r in zip(init, rs) if v is not None
+                 and sn_init.get((setup, r["seed"]))]  # fmt: skip
         finals = [r["history"]["eval"][-1] for r in rs if r.get("history", {}).get("eval")]
         out.append({
             "setup": setup, "treatment": treatment, "label": rs[0]["treatment_label"], "seeds": len(rs),
@@ -62,7 +64,7 @@ def rows(results: list[dict[str, Any]], real_pixel_std: Optional[float]) -> list
             "final_fid": [e["fid"] for e in finals],
             "collapsed": sum(bool(is_collapsed(e, real_pixel_std)) for e in finals),
             "d_real_init": init,
-            "init_ratio_to_sn": [v / statistics.fmean(sn) for v in init if v is not None] if sn else [],
+            "init_ratio_to_sn": ratio,
             "alpha": [r["history"]["calibration"]["alpha"] for r in rs if r["history"].get("calibration")],
             "sat_real": [_run_mean(r, "sat_real") for r in rs], "sat_fake": [_run_mean(r, "sat_fake") for r in rs],
             "g_grad": [_run_median(r, "g_grad") for r in rs],

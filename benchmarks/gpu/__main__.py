@@ -1,4 +1,5 @@
-"""``python -m benchmarks.gpu [--smoke] [--out DIR]`` and ``python -m benchmarks.gpu prepare``.
+"""``python -m benchmarks.gpu [--smoke] [--out DIR]``, ``python -m benchmarks.gpu diagnose [--smoke] [--out DIR]``
+and ``python -m benchmarks.gpu prepare``.
 
 The full run is designed for one H200 with 16 CPU cores: by default it ends within ``--budget-minutes 9.3``
 (correctness ≤ 1.25 min, speed ≤ 1.25 min, quality with the rest, minus a reserve for the report), under the
@@ -6,6 +7,9 @@ device tool's 10-minute cap per command. ``--smoke`` runs the same pipeline on t
 tiny widths, batches, budgets. At most 8 files go to ``--out`` (default ``$OUT`` when set, else
 ``benchmarks/out/gpu/``): ``gpu_report.md``, ``gpu_results.json``, ``quality.png``, ``speed.png``,
 ``pytest_gpu.log``, ``worker_logs.txt``.
+
+``diagnose`` is issue 12's second run (:mod:`.diagnose`): the quality stage only, with the collapse-diagnosis
+ablations instead of the SN-vs-SAN treatments (default ``$OUT``, else ``benchmarks/out/gpu_diagnose/``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import torch
 
 from .. import _measure
 from ..gan.checkpoint import atomic_json
-from . import correctness, prepare, quality, report, speed
+from . import correctness, diagnose, prepare, quality, report, speed
 
 REPO = Path(__file__).resolve().parents[2]
 PROG = "python -m benchmarks.gpu"
@@ -34,12 +38,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
 
 
-def default_out() -> Path:
-    return Path(os.environ["OUT"]) if os.environ.get("OUT") else REPO / "benchmarks" / "out" / "gpu"
+def default_out(name: str = "gpu") -> Path:
+    return Path(os.environ["OUT"]) if os.environ.get("OUT") else REPO / "benchmarks" / "out" / name
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = _Parser(prog=PROG, description=__doc__.split("\n")[0], allow_abbrev=False)  # --smok is a typo, not --smoke
+def _treatments(text: str) -> list[str]:
+    from ..gan.treatments import parse_treatment
+
+    keys = [t for t in text.split(",") if t]
+    for t in keys:
+        try:
+            parse_treatment(t)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    if not keys:
+        raise argparse.ArgumentTypeError("expected at least one treatment")
+    return keys
+
+
+def parse_args(argv: list[str], prog: str = PROG) -> argparse.Namespace:
+    p = _Parser(prog=prog, description=__doc__.split("\n")[0], allow_abbrev=False)  # --smok is a typo, not --smoke
     p.add_argument("--smoke", action="store_true", help="the whole pipeline on the CPU in ≤ 3 min (2 cores)")
     p.add_argument("--out", type=Path, help="output folder (default $OUT, else benchmarks/out/gpu)")
     p.add_argument("--data-dir", type=Path, default=prepare.DEFAULT_DEST, help="what `prepare` wrote")
@@ -49,6 +67,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--speed-minutes", type=float, help="stage (b) cap (default 1.25)")
     p.add_argument("--quality-minutes", type=float, help="stage (c) cap (default: what the budget leaves)")
     p.add_argument("--seeds", default="0,1", help="quality seeds (≥ 2 for a spread)")
+    p.add_argument("--treatments", type=_treatments, help="quality treatments (default sn,sn:5,san,san-reparam; "
+                   f"diagnose: {','.join(diagnose.TREATMENTS)})")  # fmt: skip
     p.add_argument("--procs", type=int, help="quality runs trained at once (default: all of them)")
     p.add_argument("--n-eval", type=int, help="samples per quality evaluation (default 5000; smoke 64)")
     p.add_argument("--eval-every", type=int, help="G steps between evaluations (default 1000; smoke 5)")
@@ -63,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return quality.worker_main(argv[1:])
     if argv and argv[0] == "prepare":
         return prepare_main(argv[1:])
-    args = parse_args(argv)
+    mode = "diagnose" if argv and argv[0] == "diagnose" else "evidence"
+    args = parse_args(argv[1:], f"{PROG} diagnose") if mode == "diagnose" else parse_args(argv)
     t0 = time.perf_counter()
     smoke = args.smoke
     if smoke:  # 2 shared cores: one thread each (two threads on busy cores run many times slower)
@@ -77,17 +98,19 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         print(f"{PROG}: {err}", file=sys.stderr)
         return 2
-    out = args.out or default_out()
+    out = args.out or default_out("gpu_diagnose" if mode == "diagnose" else "gpu")
     out.mkdir(parents=True, exist_ok=True)
-    budget = 60 * (args.budget_minutes or (2.7 if smoke else 9.3))
+    budget = 60 * (args.budget_minutes or (diagnose.SMOKE_MINUTES if smoke and mode == "diagnose" else
+                                           2.7 if smoke else 9.3))  # fmt: skip
     end = t0 + budget
     results: dict[str, Any] = {"meta": {
-        "command": f"{PROG} " + shlex.join(argv), "commit": _measure.git_commit(), "torch": torch.__version__,
+        "command": f"{PROG} " + shlex.join(argv), "mode": mode, "commit": _measure.git_commit(),
+        "torch": torch.__version__,
         "cuda": torch.version.cuda, "device": _measure.device_name(device), "smoke": smoke, "budget_s": budget,
         "cpu_cores": os.cpu_count(), "data": data_meta,
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }}  # fmt: skip
-    skip = set(filter(None, args.skip.split(",")))
+    skip = set(filter(None, args.skip.split(","))) | (diagnose.SKIP if mode == "diagnose" else set())
 
     def record(stage: str, value: Any) -> None:
         results[stage] = value
@@ -113,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.quality_minutes:
             cap = min(cap, 60 * args.quality_minutes)
         print(f"{PROG}: (c) quality, ≤ {cap:.0f} s", file=sys.stderr, flush=True)
-        run_quality(args, device, smoke, data, clf_path, data_meta, cap, lambda part: record("quality", part))
+        run_quality(args, device, smoke, data, clf_path, data_meta, cap, lambda part: record("quality", part), mode)
     report.write(out, results)
     results["meta"]["elapsed_s"] = round(time.perf_counter() - t0, 1)
     atomic_json(results, out / "gpu_results.json")
@@ -121,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_quality(args, device, smoke, data, clf_path, data_meta, budget_s, record) -> None:  # type: ignore[no-untyped-def]
+def run_quality(args, device, smoke, data, clf_path, data_meta, budget_s, record, mode="evidence") -> None:  # type: ignore[no-untyped-def]
     """Reference statistics once (all carried images), then the concurrent workers."""
     import numpy as np
 
@@ -131,10 +154,12 @@ def run_quality(args, device, smoke, data, clf_path, data_meta, budget_s, record
 
     t0 = time.perf_counter()  # the reference statistics below come out of the stage's budget
     seeds = [int(s) for s in args.seeds.split(",")]
-    q = quality.QualityConfig(seeds=seeds, procs=args.procs or 8)
+    keys = args.treatments or (diagnose.TREATMENTS if mode == "diagnose" else None)
+    procs = args.procs or (diagnose.procs(keys, seeds) if mode == "diagnose" else 8)
+    q = quality.QualityConfig(seeds=seeds, procs=procs, treatments=keys)
     if smoke:
         q = quality.QualityConfig(seeds=seeds, batch=8, g_ch=64, d_ch=16, eval_every=5, n_eval=64, eval_batch=64,
-                                  max_steps=10, procs=args.procs or 8, log_every=1)  # fmt: skip
+                                  max_steps=10, procs=procs, log_every=1, treatments=keys)  # fmt: skip
     q.n_eval, q.eval_every = args.n_eval or q.n_eval, args.eval_every or q.eval_every
     clf = data_meta["classifier"]
     names = {"metric_key": f"clf-{clf}", "fid_name": f"classifier-FID ({clf})", "is_name": f"classifier-IS ({clf})"}

@@ -43,13 +43,17 @@ class QualityConfig:
     max_steps: int = 100_000
     procs: int = 8
     log_every: int = 50
+    treatments: Optional[list[str]] = None  # default: :func:`treatments`
 
 
-def treatments() -> tuple[list[str], str]:
-    base = ["sn", "sn:5", "san"]
+def treatments(wanted: Optional[list[str]] = None) -> tuple[list[str], str]:
+    """``wanted`` (default SN, SN 5 D steps, SAN, SAN reparametrized) less the reparametrized form where
+    ``san_core.SAN`` has no ``form=``, and a note saying so."""
+    keys = wanted or ["sn", "sn:5", "san", "san-reparam"]
     if supports_form():
-        return [*base, "san-reparam"], ""
-    return base, "SAN reparametrized skipped: this san_core.SAN has no form= option"
+        return list(keys), ""
+    kept = [k for k in keys if not k.startswith("san-reparam")]
+    return kept, "" if kept == keys else "SAN reparametrized skipped: this san_core.SAN has no form= option"
 
 
 def worker_main(argv: list[str]) -> int:
@@ -104,7 +108,7 @@ def run(
     poll_s: float = 5.0,
 ) -> dict[str, Any]:
     """Start the workers (at most ``q.procs`` at once), wait ≤ ``budget_s``, collect their results."""
-    keys, note = treatments()
+    keys, note = treatments(q.treatments)
     jobs = [(t, s) for s in q.seeds for t in keys]  # seed-major: a short budget still covers every treatment
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .._report import fmt_ms
-from ..gan import plots
+from ..gan import diagnosis, plots
 from ..gan import report as table
 from ..gan.collapse import RULE
 from ..gan.summary import mark_collapse
@@ -18,14 +18,19 @@ from ..gan.summary import mark_collapse
 def write(out: Path, results: dict[str, Any]) -> None:
     """Writes the report files; a stage missing from ``results`` is reported as not run."""
     lines: list[str] = []
-    for name, fn in (("quality", _quality), ("speed", _speed), ("correctness", _correctness)):
+    stages = (("quality", _quality), ("speed", _speed), ("correctness", _correctness))
+    if results["meta"].get("mode") == "diagnose":  # the diagnosis run has the quality stage only
+        stages = stages[:1]
+    for name, fn in stages:
         try:
             lines += fn(results.get(name), out)
         except Exception as err:  # one stage's broken results must not cost the others their report
             lines += [f"## {name}", "", f"(report of this stage failed: {type(err).__name__}: {err})", ""]
     m = results["meta"]
+    diagnosing = m.get("mode") == "diagnose"
+    title = "GPU diagnosis run (issue 12: why does SAN collapse?)" if diagnosing else "GPU evidence run"
     head = [
-        "# GPU evidence run" + (" (SMOKE: CPU, tiny budgets — checks the pipeline only)" if m["smoke"] else ""), "",
+        f"# {title}" + (" (SMOKE: CPU, tiny budgets — checks the pipeline only)" if m["smoke"] else ""), "",
         f"- command: `{m['command']}`; commit {m['commit']}; started {m['started']}",
         f"- device: {m['device']}; torch {m['torch']}, CUDA {m['cuda']}; {m['cpu_cores']} CPU cores",
         f"- wall time {m.get('elapsed_s', 0):.0f} s of a {m['budget_s']:.0f} s budget",
@@ -57,7 +62,8 @@ def _shows(results: dict[str, Any]) -> list[str]:
 
 
 def _quality(q: Any, out: Path) -> list[str]:
-    lines = ["## (c) Quality: SNGAN standard CNN, SN vs SAN", ""]
+    lines = ["## (c) Quality: SNGAN standard CNN, " + ", ".join(q.get("treatments") or ["SN", "SAN"]) if q else
+             "## (c) Quality: SNGAN standard CNN", ""]  # fmt: skip
     if not q or not q.get("results"):
         return [*lines, f"Not run or no result: {q.get('status', 'no worker wrote a result') if q else 'skipped'}", ""]
     results = q["results"]
@@ -71,7 +77,8 @@ def _quality(q: Any, out: Path) -> list[str]:
         f"seeds {cfg['seeds']}; evaluated every {cfg['eval_every']} G steps and at the deadline on {cfg['n_eval']} "
         f"samples; {len(results)} runs trained concurrently ({cfg['procs']} processes at once). "
         "Runs are time-boxed: `G steps` says how far each got. " + (q.get("note") or ""), "",
-        table.markdown(rows), f"Collapse rule: {RULE}. ± = std over seeds.", "", "![quality](quality.png)", "",
+        table.markdown(rows), f"Collapse rule: {RULE}. ± = std over seeds.", "",
+        *diagnosis.markdown(results, q.get("real_pixel_std")), "![quality](quality.png)", "",
     ]  # fmt: skip
     workers = q.get("workers", {})
     bad = {k: v for k, v in workers.items() if v.get("rc") not in (0,)}
