@@ -1,9 +1,13 @@
-"""Finite checks: cheap eager ones (one reduction a weight, one host sync for all) and device-side flags for the
-sync-free path, read at the next cheap sync point (:meth:`SAN.check`, ``state_dict()``, ``describe()``)."""
+"""Finite checks: cheap eager ones (one reduction a weight, one host sync for all); for the sync-free path, the
+batched tail of a step (constants, finite checks, the guarded divisors) and device-side flags read at the next
+cheap sync point (:meth:`SAN.check`, ``state_dict()``, ``describe()``)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -46,9 +50,9 @@ class DeviceFlags:
         return group[1]
 
     @staticmethod
-    def record(counter: Tensor, ok_weight: Tensor, ok_constant: Tensor, verified: Tensor) -> None:
-        """Add one step's ``(layers,)`` flags (no sync)."""
-        counter.add_(torch.stack([~ok_weight, ~ok_constant, ~verified], dim=1).to(torch.int64))
+    def record(counter: Tensor, bad_weight: Tensor, bad_constant: Tensor, unverified: Tensor) -> None:
+        """Add one step's ``(layers,)`` bool flags (no sync; two ops)."""
+        counter.add_(torch.stack([bad_weight, bad_constant, unverified], dim=1))
 
     def read_all(self) -> tuple[list[str], list[str]]:
         """Layers that had a non-finite weight / constant since the last read; resets the counters."""
@@ -64,3 +68,60 @@ class DeviceFlags:
                 if row[BAD_CONSTANT]:
                     bad_constant.append(name)
         return bad_weight, bad_constant
+
+
+#: One layer's ``(amp, lo, L_max)``: its constant is ``max(amp, lo + c·L_max)`` (``None``: the constant is ``amp``).
+Pieces = tuple[Tensor, Optional[Tensor], Optional[Tensor]]
+
+
+@dataclass
+class Tail:
+    """Per-device constants of the batched tail of a sync-free step (built when the plans are)."""
+
+    zero: Tensor
+    one: Tensor
+    slack: Tensor  # c per layer (0: no pruning, or the bound is explicit in lo)
+    factor: Optional[Tensor]  # g·g_l per layer; None when all are 1
+    tied: list[Tensor]  # index groups of layers sharing one weight (divided once, by the largest constant)
+
+
+def build_tail(
+    device: torch.device, dtypes: list[torch.dtype], slack: list[float], factors: list[float], weight_ids: list[int]
+) -> Tail:
+    dtype = functools.reduce(torch.promote_types, dtypes)  # of the stacked constants
+    by_weight: dict[int, list[int]] = {}
+    for i, key in enumerate(weight_ids):
+        by_weight.setdefault(key, []).append(i)
+    return Tail(
+        torch.zeros((), dtype=dtype, device=device), torch.ones((), dtype=dtype, device=device),
+        torch.tensor(slack, dtype=dtype, device=device),
+        None if all(f == 1 for f in factors) else torch.tensor(factors, dtype=dtype, device=device),
+        [torch.tensor(ix, device=device) for ix in by_weight.values() if len(ix) > 1],
+    )  # fmt: skip
+
+
+def combine(tail: Tail, pieces: list[Pieces]) -> tuple[Tensor, Tensor]:
+    """``(constants, unverified)`` of all layers of a device: three stacks, ``addcmul``, ``maximum``, ``gt``."""
+    amps = torch.stack([amp for amp, _, _ in pieces])
+    los = torch.stack([tail.zero if lo is None else lo for _, lo, _ in pieces])
+    l_maxes = torch.stack([tail.zero if m is None else m for _, _, m in pieces])
+    bounds = torch.addcmul(los, l_maxes, tail.slack)
+    constants = torch.maximum(amps, bounds)  # NaN propagates
+    if tail.factor is not None:
+        constants = constants * tail.factor
+    for group in tail.tied:
+        constants = constants.index_put((group,), constants.index_select(0, group).amax().expand(len(group)))
+    return constants, bounds > amps  # a NaN amp counts as a bad constant instead
+
+
+def guard(
+    tail: Tail, weights: list[Tensor], constants: Tensor, unverified: Tensor, counter: Tensor, eps: float
+) -> tuple[Tensor, Tensor]:
+    """``(bad, safe divisors)``: a layer is bad when its weight or constant is not finite (its divisor is then 1);
+    the flags are added to ``counter``. A tensor is finite iff ``‖0·w‖₂ = 0`` (``0·(±inf) = NaN``; no overflow
+    possible, unlike ``‖w‖``): one foreach product and one foreach norm for all weights."""
+    bad_weight = torch.stack(torch._foreach_norm(torch._foreach_mul(weights, 0), 2)).ne(0)
+    bad_constant = constants.mul(0).ne(0)
+    bad = bad_weight | bad_constant
+    DeviceFlags.record(counter, bad_weight, bad_constant, unverified)
+    return bad, torch.where(bad, tail.one, constants.clamp_min(eps))

@@ -19,8 +19,10 @@ import torch
 from torch import Tensor
 
 SQUARINGS = 30
-#: Trace-normalize every this many squarings: the top eigenvalue of P stays ≥ m^-(2^4) ≥ 1e-48 in float64 (m ≤ 1024).
-RENORMALIZE = 4
+#: Trace-normalize every this many squarings. After a normalization P's eigenvalues lie in [0, 1] and sum to 1, so
+#: the top one is ≥ 1/m; ``RENORMALIZE`` squarings later it is ≥ m^-(2^6) ≥ 2e-193 (m ≤ 1024), a normal float64, and
+#: no entry exceeds 1: nothing under- or overflows that matters (smaller eigenvalues may underflow: they vanish anyway).
+RENORMALIZE = 6
 MAX_GRAM = 1024
 POWER_ITERATIONS = 50
 
@@ -34,13 +36,14 @@ def kind(shape: tuple[int, ...]) -> str:
     return "row" if m == 1 else "gram" if m <= MAX_GRAM else "power"
 
 
-def _trace(mat: Tensor) -> Tensor:
-    return mat.diagonal().sum()
+def _normalized(mat: Tensor) -> Tensor:
+    """``mat / tr(mat)`` (a zero matrix stays zero)."""
+    return mat / torch.trace(mat).clamp_min(torch.finfo(torch.float64).tiny)
 
 
 def sigma(weight: Tensor, cdtype: torch.dtype, u: Optional[Tensor] = None) -> Tensor:
     """``σ₁`` of ``weight.reshape(rows, -1)`` in ``cdtype``, 0-d; ``u`` (``(m,)`` float64) persists for ``"power"``."""
-    mat = weight.detach().reshape(weight.shape[0], -1)
+    mat = weight.reshape(weight.shape[0], -1)  # the engine holds no_grad
     method = kind(tuple(mat.shape))
     if method == "row":
         return torch.linalg.vector_norm(mat.to(cdtype))
@@ -48,11 +51,11 @@ def sigma(weight: Tensor, cdtype: torch.dtype, u: Optional[Tensor] = None) -> Te
     gram = wide @ wide.t() if wide.shape[0] <= wide.shape[1] else wide.t() @ wide
     tiny = torch.finfo(torch.float64).tiny
     if method == "gram":
-        p = gram / _trace(gram).clamp_min(tiny)
+        p = _normalized(gram)
         for step in range(1, SQUARINGS + 1):
             p = p @ p
             if step % RENORMALIZE == 0 or step == SQUARINGS:
-                p = p / _trace(p).clamp_min(tiny)
+                p = _normalized(p)
         lam = (gram * p).sum()  # tr(G P) with P symmetric and tr(P) = 1
     else:
         assert u is not None

@@ -12,16 +12,15 @@ Optionally the step is compiled (``torch.compile(fullgraph=True)``) or captured 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import inf
 from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
 
 from . import _dft, _linear
-from ._guard import DeviceFlags
-from ._pruning import StaticPlan, build_plan
+from ._guard import DeviceFlags, Pieces, Tail, build_tail, combine, guard
 from ._reparam import InverseScale, raw_weight
+from ._static_plan import StaticPlan, build_plan
 from .spectrum import _compute_dtype, compensation_gain, conv_geometry, subset_size
 
 #: The warm-up of a layer drawn with filter_ratio < 1 sizes its plan on a subset drawn with this seed.
@@ -43,15 +42,20 @@ class _Entry:
     subset: int = 0  # ⌈m·n·r⌉ when filter_ratio < 1
     linear: str = ""  # "row"/"gram"/"power" (sync-free σ₁) or "sn" (linear_method="power")
     u: Optional[Tensor] = None
+    kernels: Optional[Tensor] = None  # a (kernels, taps) view of a contiguous conv weight (no reshape per step)
 
 
-def _finite_each(weights: list[Tensor]) -> Tensor:
-    """``(layers,)`` bool: no NaN/Inf in each weight. One fused max-norm on CUDA; per-weight ``aminmax`` elsewhere
-    (CPU's max-norm is ~10x slower than ``aminmax``). NaN propagates through both."""
-    if weights[0].device.type == "cuda":
-        return torch.isfinite(torch.stack([n.float() for n in torch._foreach_norm(weights, inf)]))
-    extremes = torch.stack([v.float() for w in weights for v in torch.aminmax(w)])  # callers hold no_grad
-    return torch.isfinite(extremes).view(len(weights), 2).all(dim=1)
+def _explicit(plan: StaticPlan, lo: Optional[Tensor], l_max: Optional[Tensor]) -> Optional[Tensor]:
+    """``lo + c·L_max`` of one plan (``None``: nothing dropped)."""
+    if lo is None or l_max is None:
+        return None
+    return lo.add(l_max, alpha=plan.slack)
+
+
+def _tail(device: torch.device, entries: list[_Entry]) -> Tail:
+    slack = [e.plan.slack if e.plan is not None and not e.more_plans else 0.0 for e in entries]
+    return build_tail(device, [e.cdtype for e in entries], slack, [e.factor for e in entries],
+                      [id(e.weight) for e in entries])  # fmt: skip
 
 
 class SyncFreeEngine:
@@ -62,8 +66,7 @@ class SyncFreeEngine:
         self.entries: dict[str, _Entry] = {}
         self.by_device: dict[torch.device, list[_Entry]] = {}
         self.counters: dict[torch.device, Tensor] = {}
-        self.true: dict[torch.device, Tensor] = {}
-        self.tied: list[list[str]] = []  # layers sharing one weight Parameter
+        self.tails: dict[torch.device, Tail] = {}
         self.plan_sizes: dict[str, tuple[int, int]] = {}  # conv: (kernels evaluated on the full grid, total)
         self.flags = DeviceFlags()
         self.compile_step = compile_step
@@ -99,11 +102,7 @@ class SyncFreeEngine:
         for entry in self.entries.values():
             self.by_device.setdefault(entry.weight.device, []).append(entry)
         self.counters = {d: self.flags.ensure(d, [e.name for e in es]) for d, es in self.by_device.items()}
-        self.true = {d: torch.ones((), dtype=torch.bool, device=d) for d in self.by_device}
-        by_weight: dict[int, list[str]] = {}
-        for entry in self.entries.values():
-            by_weight.setdefault(id(entry.weight), []).append(entry.name)
-        self.tied = [names for names in by_weight.values() if len(names) > 1]
+        self.tails = {d: _tail(d, es) for d, es in self.by_device.items()}
         self._compiled, self._graph, self._graph_out = None, None, []
 
     def _entry(self, name: str) -> _Entry:
@@ -140,6 +139,8 @@ class SyncFreeEngine:
                 exact = _dft.max_power(kernels, groups, grid, prune=True, max_memory=cfg["max_memory"])
                 plans.append(build_plan(kernels, groups, grid, exact, cfg["max_memory"], prune=prune))
         entry.plan, entry.more_plans = plans[0], tuple(plans[1:])
+        if weight.is_contiguous() and not self.compile_step:  # (compile refuses inputs aliasing a parameter)
+            entry.kernels = weight.detach().view(num_kernels, -1)  # shares the storage: sees in-place updates
         return entry
 
     def active(self) -> bool:
@@ -189,55 +190,48 @@ class SyncFreeEngine:
 
     def core(self, subsets: list[Optional[Tensor]]) -> list[Tensor]:
         """Constants of every layer, and the guarded write; fixed shapes, no host sync."""
-        values: dict[str, tuple[Tensor, Optional[Tensor]]] = {}
+        constants: dict[str, Tensor] = {}
         with torch.no_grad():
-            for entry, subset in zip(self.entries.values(), subsets):
-                values[entry.name] = self._constant(entry, subset)
-            for members in self.tied:  # one Parameter in several layers: divided once, by the largest constant
-                shared = torch.stack([values[m][0] for m in members]).amax()
-                values.update({m: (shared, values[m][1]) for m in members})
+            pieces = {e.name: self._pieces(e, s) for e, s in zip(self.entries.values(), subsets)}
             for device, entries in self.by_device.items():
-                self._guarded_write(entries, [values[e.name] for e in entries], self.counters[device])
-        return [values[name][0] for name in self.entries]
+                values = self._guarded_write(entries, [pieces[e.name] for e in entries], device)
+                constants.update(zip([e.name for e in entries], values))
+        return [constants[name] for name in self.entries]
 
-    def _constant(self, entry: _Entry, subset: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
-        """``(constant, pruning verified)`` of one layer."""
+    def _pieces(self, entry: _Entry, subset: Optional[Tensor]) -> Pieces:
+        """``(amp, lo, L_max)`` of one layer: its constant is ``max(amp, lo + c·L_max)`` times its factor
+        (``lo``/``L_max`` ``None``: the constant is ``amp``)."""
         weight = entry.weight  # under no_grad: no detach needed
         if entry.plan is not None:
-            kernels = weight.reshape(weight.shape[0] * weight.shape[1], -1)
+            kernels = entry.kernels
+            if kernels is None:
+                kernels = weight.reshape(weight.shape[0] * weight.shape[1], -1)
             kernels = kernels if kernels.dtype == entry.cdtype else kernels.to(entry.cdtype)
             if subset is not None:
                 kernels = kernels.index_select(0, subset)
-            power, verified = entry.plan.max_power(kernels)  # a sum of squares: ≥ 0
-            for plan in entry.more_plans:
-                other, other_verified = plan.max_power(kernels)
-                power = torch.maximum(power, other)
-                if other_verified is not None:
-                    verified = other_verified if verified is None else verified & other_verified
-            constant = power.sqrt() if entry.factor == 1 else power.sqrt() * entry.factor
-            return constant, verified
+            amp, lo, l_max = entry.plan.max_amplitude(kernels)
+            if not entry.more_plans:
+                return amp, lo, l_max
+            bound = _explicit(entry.plan, lo, l_max)  # the bound is explicit: this layer's slack entry is 0
+            for plan in entry.more_plans:  # one per further recorded input size: the constant is the max
+                other, other_lo, other_max = plan.max_amplitude(kernels)
+                amp = torch.maximum(amp, other)
+                other_bound = _explicit(plan, other_lo, other_max)
+                if other_bound is not None:
+                    bound = other_bound if bound is None else torch.maximum(bound, other_bound)
+            return amp, bound, None
         if entry.linear == "sn":
             u = self.san.power_vectors[entry.name]
             n_iter = self.san.config["n_power_iter"]
-            constant = _linear.power_sigma(weight, entry.cdtype, u, n_iter)
-        else:
-            constant = _linear.sigma(weight, entry.cdtype, entry.u)
-        return (constant if entry.factor == 1 else constant * entry.factor), None
+            return _linear.power_sigma(weight, entry.cdtype, u, n_iter), None, None
+        return _linear.sigma(weight, entry.cdtype, entry.u), None, None
 
-    def _guarded_write(
-        self, entries: list[_Entry], values: list[tuple[Tensor, Optional[Tensor]]], counter: Tensor
-    ) -> None:
-        """Divide each weight by its constant (or set ``s``), except where the weight or constant is not finite;
-        all layers of one device at once: a few stacked ops and one foreach division."""
+    def _guarded_write(self, entries: list[_Entry], pieces: list[Pieces], device: torch.device) -> list[Tensor]:
+        """The constants of one device's layers (batched), and the guarded write of each weight (or ``s``)."""
+        tail = self.tails[device]
+        constants, unverified = combine(tail, pieces)
         weights = [e.weight for e in entries]
-        constants = torch.stack([c.to(torch.float32) if c.dtype != torch.float64 else c for c, _ in values])
-        ok_weight = _finite_each(weights)
-        ok_constant = torch.isfinite(constants)
-        ok = ok_weight & ok_constant
-        safe = torch.where(ok, constants.clamp_min(self.san.config["eps"]), torch.ones_like(constants))
-        true = self.true[counter.device]
-        verified = torch.stack([true if v is None else v for _, v in values])
-        DeviceFlags.record(counter, ok_weight, ok_constant, verified)
+        bad, safe = guard(tail, weights, constants, unverified, self.counters[device], self.san.config["eps"])
         first = {id(w): i for i, w in reversed(list(enumerate(weights)))}
         rescale = [i for i, e in enumerate(entries) if e.scale is None and first[id(e.weight)] == i]
         if rescale:
@@ -248,7 +242,8 @@ class SyncFreeEngine:
             )
         for i, entry in enumerate(entries):
             if entry.scale is not None:
-                entry.scale.s.copy_(torch.where(ok[i], safe[i].to(entry.scale.s.dtype), entry.scale.s))
+                entry.scale.s.copy_(torch.where(bad[i], entry.scale.s, safe[i].to(entry.scale.s.dtype)))
+        return list(constants.unbind())
 
     def step(self) -> dict[str, Tensor]:
         """One whole-critic normalization (the plans must be current: see :meth:`stale`)."""
