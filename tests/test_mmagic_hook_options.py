@@ -111,6 +111,27 @@ def test_sync_free_nan_surfaces_at_the_next_logging_iteration(tmp_path: Path) ->
 
 
 @needs_data
+@pytest.mark.parametrize("save_at", [None, 6], ids=["epoch-end", "checkpoint"])
+def test_sync_free_nan_surfaces_with_log_interval_0(tmp_path: Path, save_at: int | None) -> None:
+    HOOKS.register_module(name="SANTestNaNHook", module=_NaNAtIter, force=True)
+    cfg = _cfg(tmp_path, 8, sync_free=True, log_interval=0)
+    cfg.custom_hooks = [*cfg.custom_hooks, dict(type="SANTestNaNHook", at=2)]
+    every = save_at or 10**9  # None: no checkpoint at all (not even the last), so only the epoch end checks
+    cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=every, by_epoch=False, save_last=bool(save_at))
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(ValueError, match=r"^SAN: layers \[.*'convs\.0'.*\] had NaN/Inf weights at a sync-free") as e:
+        runner.train()
+    assert "\n" not in str(e.value)
+    hook, probe = fx.hooks_of(runner)
+    assert hook.log_interval == 0 and "train/san/convs.0" not in runner.message_hub.log_scalars  # no logging
+    if save_at is None:  # the IterBasedTrainLoop's only epoch end: after all 8 iterations
+        assert probe.d_steps == hook.san.calls == 8
+    else:  # before the checkpoint after iteration 6 is written
+        assert probe.d_steps == hook.san.calls == 6
+        assert not list((tmp_path / "run").rglob("*.pth"))
+
+
+@needs_data
 @pytest.mark.parametrize("form", ["rescale", "reparametrize"])
 def test_load_from_sn_baseline_in_both_forms(tmp_path: Path, form: str) -> None:
     data = fx.cifar_png_folder(tmp_path / "cifar")

@@ -21,7 +21,10 @@ Lifecycle (MMEngine calls ``before_run`` -> weight init -> load/resume -> ``befo
 - ``after_train_iter``: every ``log_interval`` iterations, ``SAN.check()`` (raises the sync-free path's delayed
   NaN/Inf error), then the constants of the last normalization (before rescale) go to the MessageHub as
   ``train/san/<layer>`` (logged as ``san/<layer>``).
-- ``before_save_checkpoint``: ``checkpoint['san']`` = the SAN state (call count, RNG, input sizes).
+- ``after_train_epoch`` / ``after_train``: ``SAN.check()`` (one host sync), so the delayed error surfaces even with
+  ``log_interval=0`` (an ``IterBasedTrainLoop`` has one "epoch": its end).
+- ``before_save_checkpoint``: ``checkpoint['san']`` = the SAN state (call count, RNG, input sizes); taking it
+  calls ``SAN.check()``, so a checkpoint is never written after an unreported NaN/Inf.
 """
 
 from __future__ import annotations
@@ -105,7 +108,8 @@ class SANHook(Hook):
             warning; None = no check.
         form, sync_free, compile_step, cuda_graph: as in :class:`san_core.SAN` (``"rescale"`` or the authors'
             ``"reparametrize"``; ``sync_free=None``: on for CUDA weights). With the sync-free path, a NaN/Inf weight
-            or constant is reported by ``SAN.check()``, which the hook calls every ``log_interval`` iterations.
+            or constant is reported by ``SAN.check()``, which the hook calls every ``log_interval`` iterations, at
+            each epoch end, before each checkpoint save and after training (also with ``log_interval=0``).
     """
 
     priority = "ABOVE_NORMAL"  # before NORMAL hooks (EMAHook copies the model in before_run), far above CheckpointHook
@@ -242,6 +246,16 @@ class SANHook(Hook):
             names = list(self.san.last_constants)
             values = torch.stack([c.float() for c in self.san.last_constants.values()]).cpu().tolist()
             runner.message_hub.update_scalars({f"train/san/{n}": v for n, v in zip(names, values)})
+
+    def after_train_epoch(self, runner: Any) -> None:
+        """``SAN.check()`` (one host sync): the sync-free path's delayed NaN/Inf error, whatever ``log_interval``."""
+        if self.san is not None:
+            self.san.check()
+
+    def after_train(self, runner: Any) -> None:
+        """``SAN.check()`` once more at the end (for a custom train loop that calls no ``after_train_epoch``)."""
+        if self.san is not None:
+            self.san.check()
 
     # ------------------------------------------------------------------------------------ checkpoints
     def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
