@@ -227,3 +227,29 @@ def test_other_bad_input():
         patch_discriminator("netD")  # type: ignore[arg-type]
     with pytest.raises(SanSpadeError, match=r"--san-filter-ratio in \(0, 1\], got 1.5"):
         SanSpadeOptions(filter_ratio=1.5)
+
+
+@pytest.mark.parametrize("options", [R1, SanSpadeOptions()], ids=["r=1", "r=0.25"])
+def test_peek_constants_take_the_max_over_every_size_a_conv_saw(options):
+    from standins.fft_reference import one_sparse_gain
+
+    D, _ = make(seed=4)
+    session = patch_discriminator(D, options)
+    session.probe((16, 16))
+    with pytest.warns(UserWarning, match="now sees"):
+        session.probe((8, 8))  # the latest size of every conv is now the smaller one
+    rng_state = session.san.generator.get_state()
+    peeked = session.peek_constants()
+    assert torch.equal(session.san.generator.get_state(), rng_state)  # a peek draws nothing for good
+    below_max = []
+    for name in MIDDLE:
+        layer, sizes = session.san.layers[name], session.san.sizes_of(name)
+        assert session.san.input_sizes[name] == min(sizes), name  # two sizes, or one seen at both scales
+        by_size = {size: one_sparse_gain(layer, size) for size in sizes}  # float64 FFT, every kernel
+        if options.filter_ratio == 1:
+            assert float(peeked[name]) == pytest.approx(max(by_size.values()), rel=1e-5), name
+        if by_size[session.san.input_sizes[name]] < max(by_size.values()) * (1 - 1e-4):
+            below_max.append(name)
+    assert below_max  # the latest size alone would give a smaller constant for these layers
+    normalized = session.san.normalize_(force=True)  # what SAN divides by: the same, subsets included
+    assert all(torch.equal(peeked[name], normalized[name]) for name in MIDDLE)

@@ -22,7 +22,6 @@ from torch.nn.utils import parametrize
 from san_core import (
     SAN,
     apply_san,
-    conv_constant,
     convert_spectral_norm_state_dict,
     to_reparametrized_keys,
     unwrap_model,
@@ -121,27 +120,14 @@ class SpadeSAN:
                 m.training = flag
 
     def peek_constants(self) -> dict[str, Tensor]:
-        """The constants SAN would divide by now, drawn with a copy of its generator (its state is kept)."""
-        generator = torch.Generator().manual_seed(0)
-        generator.set_state(self.san.generator.get_state())
-        cfg = self.san.config
-        out = {}
-        for name, layer in self.san.layers.items():
-            weight = layer.parametrizations.weight.original if name in self.san.scales else layer.weight
-            out[name] = conv_constant(
-                weight,
-                self.san.input_sizes[name],
-                stride=layer.stride,
-                dilation=layer.dilation,
-                groups=layer.groups,
-                stride_mode=cfg["stride_mode"],
-                filter_ratio=cfg["filter_ratio"],
-                gain=cfg["gain"],
-                generator=generator,
-                method=cfg["method"],
-                max_memory=cfg["max_memory"],
-            )
-        return out
+        """The constants SAN would divide by now (:meth:`san_core.SAN.constants`: each conv's max over every input
+        size it has seen, subsets drawn as the next normalization will draw them); SAN's subset generator is left
+        as it was (D's SAN layers are convs: no power vectors to advance)."""
+        rng_state = self.san.generator.get_state()
+        try:
+            return self.san.constants()
+        finally:
+            self.san.generator.set_state(rng_state)
 
     def start(self, spatial_size: Sequence[int]) -> str:
         """Before the first training step: learn input sizes; unless resumed, normalize once; return the report."""
