@@ -70,8 +70,8 @@ class DeviceFlags:
         return bad_weight, bad_constant
 
 
-#: One layer's ``(amp, lo, L_max)``: its constant is ``max(amp, lo + c·L_max)`` (``None``: the constant is ``amp``).
-Pieces = tuple[Tensor, Optional[Tensor], Optional[Tensor]]
+#: One layer's ``(amp, lo)``: its constant is ``max(amp, lo · inflate)`` (``lo`` ``None``: the constant is ``amp``).
+Pieces = tuple[Tensor, Optional[Tensor]]
 
 
 @dataclass
@@ -80,13 +80,13 @@ class Tail:
 
     zero: Tensor
     one: Tensor
-    slack: Tensor  # c per layer (0: no pruning, or the bound is explicit in lo)
+    inflate: Tensor  # per layer (1 where lo is an explicit bound or absent: then lo is 0)
     factor: Optional[Tensor]  # g·g_l per layer; None when all are 1
     tied: list[Tensor]  # index groups of layers sharing one weight (divided once, by the largest constant)
 
 
 def build_tail(
-    device: torch.device, dtypes: list[torch.dtype], slack: list[float], factors: list[float], weight_ids: list[int]
+    device: torch.device, dtypes: list[torch.dtype], inflate: list[float], factors: list[float], weight_ids: list[int]
 ) -> Tail:
     dtype = functools.reduce(torch.promote_types, dtypes)  # of the stacked constants
     by_weight: dict[int, list[int]] = {}
@@ -94,18 +94,18 @@ def build_tail(
         by_weight.setdefault(key, []).append(i)
     return Tail(
         torch.zeros((), dtype=dtype, device=device), torch.ones((), dtype=dtype, device=device),
-        torch.tensor(slack, dtype=dtype, device=device),
+        torch.tensor(inflate, dtype=dtype, device=device),
         None if all(f == 1 for f in factors) else torch.tensor(factors, dtype=dtype, device=device),
         [torch.tensor(ix, device=device) for ix in by_weight.values() if len(ix) > 1],
     )  # fmt: skip
 
 
 def combine(tail: Tail, pieces: list[Pieces]) -> tuple[Tensor, Tensor]:
-    """``(constants, unverified)`` of all layers of a device: three stacks, ``addcmul``, ``maximum``, ``gt``."""
-    amps = torch.stack([amp for amp, _, _ in pieces])
-    los = torch.stack([tail.zero if lo is None else lo for _, lo, _ in pieces])
-    l_maxes = torch.stack([tail.zero if m is None else m for _, _, m in pieces])
-    bounds = torch.addcmul(los, l_maxes, tail.slack)
+    """``(constants, unverified)`` of all layers of a device: ``stack``, ``split``, ``mul``, ``maximum``, ``gt``."""
+    amps, los = torch.stack([amp for amp, _ in pieces] + [tail.zero if lo is None else lo for _, lo in pieces]).split(
+        len(pieces)
+    )
+    bounds = los * tail.inflate
     constants = torch.maximum(amps, bounds)  # NaN propagates
     if tail.factor is not None:
         constants = constants * tail.factor

@@ -11,16 +11,19 @@ tightens the kept bounds on its coarse grid, clamped to ``[lo, previous bound]``
 keeps it a bound and makes every stage's ``lo`` at least the previous one's, so the last ``lo`` bounds every kernel
 dropped at any stage. The last stage evaluates its kernels exactly on the full grid: ``amp``.
 
-Float rounding. With ``m = 8 T ε`` (:func:`san_core._pruning._margin`, ``T`` taps): the computed L1 ``L_i`` has
-``‖w_i‖₁ ≤ L_i (1 + m)`` (a ``T``-term sum of non-negative terms, error ≤ ``T ε L_i``); a coarse value ``C_i``,
-computed from phase entries ``|E| ≤ f'`` (each rounded, relative ``ε``), has ``f' A_c,i ≤ C_i + m f' ‖w_i‖₁``: each
-of the real and imaginary parts carries an error ≤ ``(T + 1) ε f' ‖w_i‖₁``, ``hypot`` at most ``√2`` times that plus
-``ε`` relative, and ``(√2 (T + 1) + 1) ε ≤ 8 T ε``. A kernel dropped at any stage has a computed bound ``≤ lo``
-and, being the minimum of its L1 and coarse bounds (or raised), ``A_i ≤ lo + (m f' (1 + m) + m) L_max``, with
-``L_max`` the largest computed L1 (the first ``topk``'s first value). The step uses ``bound = lo + c·L_max`` with
-``c = 2 m (1 + f'_max)``, which also covers the rounding of that sum (≤ ``3 ε L_max``); with no coarse stage every
-bound is an L1 one and ``L_max`` is taken as ``lo`` itself. The constant is ``max(amp, bound)``: exact when
-``bound ≤ amp`` (verified), otherwise a certified upper bound (counted; the layer is re-planned).
+Float rounding (a relative slack: no per-layer ``max ‖w‖₁`` is needed). Let ``m = 8 T ε``
+(:func:`san_core._pruning._margin`, ``T`` taps). The computed L1 ``L_i`` has ``‖w_i‖₁ ≤ L_i (1 + m)`` (a ``T``-term
+sum of non-negative terms). A coarse maximum computed with the exact phase matrix, ``Ĉ_i``, differs from the true
+``C_i = max_j |X_i(θ_j)|`` by at most ``(√2 (T + 1) + 1) ε ‖w_i‖₁ ≤ m ‖w_i‖₁`` (the real and imaginary parts are
+``T``-term products with rounded entries ``|E| ≤ 1``; then ``hypot``). On a coarse grid with more points than the
+tap span in every dimension (checked; else the level is not used) the taps are distinct modulo the grid, so by
+Parseval ``C_i² ≥ mean_j |X_i(θ_j)|² = ‖w_i‖₂² ≥ ‖w_i‖₁² / T`` (summed over the groups when there are several).
+Hence ``C_i ≤ Ĉ_i + m √T C_i``, i.e. ``C_i ≤ Ĉ_i / (1 - m √T)``: folded with ``f'`` into the stage's phase
+matrices as ``scale = f' / (1 - 2 m √T)`` (the extra ``m`` covers the rounding of the scaled entries). So a kernel
+dropped at any stage, its computed bound ``≤ lo``, has ``A_i ≤ lo (1 + m)``; the step uses
+``bound = lo · (1 + 2 m)`` (:attr:`StaticPlan.inflate`, covering the product's rounding too). The constant is
+``max(amp, bound)``: exact when ``bound ≤ amp`` (verified), otherwise a certified upper bound (counted; the layer
+is re-planned).
 """
 
 from __future__ import annotations
@@ -34,9 +37,9 @@ import torch
 from torch import Tensor
 
 from . import _dft
-from ._pruning import STAGE_OVERHEAD, WORTH, _margin, bound_levels, indicator
+from ._pruning import STAGE_OVERHEAD, WORTH, _margin, bound_levels, indicator, spans
 
-#: A plan keeps ``KEEP_FACTOR ×`` (kernels whose bound reaches the result, less the rounding slack) ``+ KEEP_EXTRA``.
+#: A plan keeps ``KEEP_FACTOR ×`` (kernels whose inflated bound reaches the result) ``+ KEEP_EXTRA``.
 KEEP_FACTOR, KEEP_EXTRA = 1.25, 8
 
 
@@ -55,7 +58,7 @@ class _Stage:
 @dataclass
 class StaticPlan:
     """Fixed-shape exact pruning (see the module docstring); ``stages`` empty: no pruning (every kernel on the full
-    grid). ``slack`` is ``c`` of ``bound = lo + c·L_max``."""
+    grid). ``inflate`` is ``1 + 2m`` of ``bound = lo · inflate`` (see the module docstring)."""
 
     num_kernels: int
     perm: Optional[Tensor]  # taps grouped contiguously (device), or None for one group
@@ -63,39 +66,28 @@ class StaticPlan:
     ones: Tensor  # (T,) ones for one group, the (T, G) group indicator otherwise
     stages: list[_Stage]  # coarse stages, then the final selection
     full: _Stage
-    slack: float = 0.0
+    inflate: float = 1.0
 
     def evaluated(self) -> int:
         return self.stages[-1].count if self.stages else self.num_kernels
 
-    def max_amplitude(self, kernels: Tensor) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
-        """``(amp, lo, L_max)`` as 0-d tensors (``lo``, ``L_max`` ``None`` without pruning): the constant is
-        ``max(amp, lo + slack·L_max)``. No host sync, fixed shapes, few ops (once per layer per step)."""
+    def max_amplitude(self, kernels: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        """``(amp, lo)`` as 0-d tensors (``lo`` ``None`` when no kernel was dropped): the constant is
+        ``max(amp, lo · inflate)``. No host sync, fixed shapes, few ops (once per layer per step)."""
         if self.perm is not None:
             kernels = kernels.index_select(1, self.perm)
         if not self.stages:
-            return _amplitude(kernels, self.full, self.slices, per_kernel=False), None, None
-        l1 = upper = _l1(kernels, self.ones)
+            return _amplitude(kernels, self.full, self.slices, per_kernel=False), None
+        upper = _l1(kernels, self.ones)
         lo: Optional[Tensor] = None
-        l_max: Optional[Tensor] = None
-        coarse = len(self.stages) > 1
         for stage in self.stages:
             if stage.count < upper.shape[0]:
                 upper, pos = upper.topk(stage.count)  # sorted, descending
-                if coarse and l_max is None and lo is None:
-                    l_max = upper[0]  # still the L1 bounds: their maximum
                 lo = upper[-1]
                 kernels = kernels.index_select(0, pos)
             if stage.mats:
                 upper = _tighten(_amplitude(kernels, stage, self.slices, per_kernel=True), lo, upper)
-        amp = _amplitude(kernels, self.full, self.slices, per_kernel=False)
-        if lo is None:  # nothing was dropped
-            return amp, None, None
-        if not coarse:
-            l_max = lo
-        elif l_max is None:
-            l_max = l1.amax()
-        return amp, lo, l_max
+        return _amplitude(kernels, self.full, self.slices, per_kernel=False), lo
 
 
 def _l1(kernels: Tensor, ones: Tensor) -> Tensor:
@@ -145,6 +137,21 @@ def _make_stage(
     return _Stage(count, tuple(grid), mats, kernel_chunk, scale)
 
 
+def stage_levels(
+    groups: Sequence[_dft.TapGroup], grid: Sequence[int], kernels: Tensor
+) -> list[tuple[tuple[int, ...], float]]:
+    """``[(coarse grid, scale)]``: the levels of :func:`~san_core._pruning.bound_levels` whose grid has more points
+    than the tap span in every dimension (Parseval applies; implied by ``α² < 1.5``, kept as a check), with
+    ``scale = f' / (1 - 2 m √T)``."""
+    relative = 2 * _margin(kernels) * math.sqrt(kernels.shape[1])  # the coarse values' rounding, relative
+    span = spans(groups)
+    return [
+        (coarse, math.sqrt(factor) / (1 - relative))  # f' = √(1/(1 - α²/2))
+        for coarse, factor in bound_levels(groups, grid)
+        if relative < 0.5 and all(m > n for m, n in zip(coarse, span) if n > 0)
+    ]
+
+
 def _keep(upper: Tensor, cut: float) -> int:
     return min(upper.shape[0], math.ceil(KEEP_FACTOR * int((upper >= cut).sum())) + KEEP_EXTRA)
 
@@ -160,7 +167,7 @@ def build_plan(
 ) -> StaticPlan:
     """Choose the stage sizes from one exact evaluation (``exact``: the max *power* of these kernels; host syncs),
     running the step's own bounds on these kernels: each stage keeps ``1.25 ×`` (kernels whose bound reaches the
-    result less the slack) ``+ 8``; the cheapest subset of the coarse levels wins (each stage also costs
+    result once inflated) ``+ 8``; the cheapest subset of the coarse levels wins (each stage also costs
     :data:`~san_core._pruning.STAGE_OVERHEAD`), and no pruning when even that costs over
     :data:`~san_core._pruning.WORTH` of the full evaluation (or with ``prune=False``)."""
     num_kernels, num_taps = kernels.shape
@@ -177,19 +184,17 @@ def build_plan(
     )
     if not prune:
         return unpruned
-    threshold = math.sqrt(float(exact)) * (1 - 1e-6)
+    margin = _margin(grouped)
+    inflate = 1 + 2 * margin
+    cut = math.sqrt(float(exact)) * (1 - 1e-6) / inflate
     overhead = STAGE_OVERHEAD.get(kernels.device.type, STAGE_OVERHEAD["cpu"])
     l1 = _l1(grouped, ones)
-    l_max = float(l1.max())
     best_cost, best = WORTH * num_kernels * full_freqs + overhead, None
-    levels = bound_levels(groups, grid)
+    levels = stage_levels(groups, grid, grouped)
     for subset in ([], levels[:1], levels[1:], levels):
-        scales = [math.sqrt(f) for _, f in subset]  # f' = √(1/(1 - α²/2))
-        slack = 2 * _margin(grouped) * (1 + max(scales, default=1.0))
-        cut = threshold - slack * l_max
         upper, rows, lo = l1, grouped, None
         stages, cost = [], overhead * (2 + len(subset))
-        for (coarse, _), scale in zip(subset, scales):
+        for coarse, scale in subset:
             count = _keep(upper, cut)
             if count < upper.shape[0]:
                 upper, pos = upper.topk(count)
@@ -203,9 +208,9 @@ def build_plan(
             continue  # nothing dropped: not pruning
         cost += final * full_freqs
         if cost < best_cost:
-            best_cost, best = cost, (stages, final, slack)
+            best_cost, best = cost, (stages, final)
     if best is None:
         return unpruned
-    stages, final, slack = best
+    stages, final = best
     full = _make_stage(tuple(grid), 1.0, final, groups, grouped, max_memory)
-    return StaticPlan(num_kernels, perm, slices, ones, [*stages, _Stage(final)], full, slack)
+    return StaticPlan(num_kernels, perm, slices, ones, [*stages, _Stage(final)], full, inflate)

@@ -45,16 +45,14 @@ class _Entry:
     kernels: Optional[Tensor] = None  # a (kernels, taps) view of a contiguous conv weight (no reshape per step)
 
 
-def _explicit(plan: StaticPlan, lo: Optional[Tensor], l_max: Optional[Tensor]) -> Optional[Tensor]:
-    """``lo + c·L_max`` of one plan (``None``: nothing dropped)."""
-    if lo is None or l_max is None:
-        return None
-    return lo.add(l_max, alpha=plan.slack)
+def _explicit(plan: StaticPlan, lo: Optional[Tensor]) -> Optional[Tensor]:
+    """``lo · inflate`` of one plan (``None``: nothing dropped)."""
+    return None if lo is None else lo * plan.inflate
 
 
 def _tail(device: torch.device, entries: list[_Entry]) -> Tail:
-    slack = [e.plan.slack if e.plan is not None and not e.more_plans else 0.0 for e in entries]
-    return build_tail(device, [e.cdtype for e in entries], slack, [e.factor for e in entries],
+    inflate = [e.plan.inflate if e.plan is not None and not e.more_plans else 1.0 for e in entries]
+    return build_tail(device, [e.cdtype for e in entries], inflate, [e.factor for e in entries],
                       [id(e.weight) for e in entries])  # fmt: skip
 
 
@@ -199,8 +197,8 @@ class SyncFreeEngine:
         return [constants[name] for name in self.entries]
 
     def _pieces(self, entry: _Entry, subset: Optional[Tensor]) -> Pieces:
-        """``(amp, lo, L_max)`` of one layer: its constant is ``max(amp, lo + c·L_max)`` times its factor
-        (``lo``/``L_max`` ``None``: the constant is ``amp``)."""
+        """``(amp, lo)`` of one layer: its constant is ``max(amp, lo · inflate)`` times its factor (``lo`` ``None``:
+        the constant is ``amp``)."""
         weight = entry.weight  # under no_grad: no detach needed
         if entry.plan is not None:
             kernels = entry.kernels
@@ -209,22 +207,22 @@ class SyncFreeEngine:
             kernels = kernels if kernels.dtype == entry.cdtype else kernels.to(entry.cdtype)
             if subset is not None:
                 kernels = kernels.index_select(0, subset)
-            amp, lo, l_max = entry.plan.max_amplitude(kernels)
+            amp, lo = entry.plan.max_amplitude(kernels)
             if not entry.more_plans:
-                return amp, lo, l_max
-            bound = _explicit(entry.plan, lo, l_max)  # the bound is explicit: this layer's slack entry is 0
+                return amp, lo
+            bound = _explicit(entry.plan, lo)  # explicit: this layer's inflate entry is 1
             for plan in entry.more_plans:  # one per further recorded input size: the constant is the max
-                other, other_lo, other_max = plan.max_amplitude(kernels)
+                other, other_lo = plan.max_amplitude(kernels)
                 amp = torch.maximum(amp, other)
-                other_bound = _explicit(plan, other_lo, other_max)
+                other_bound = _explicit(plan, other_lo)
                 if other_bound is not None:
                     bound = other_bound if bound is None else torch.maximum(bound, other_bound)
-            return amp, bound, None
+            return amp, bound
         if entry.linear == "sn":
             u = self.san.power_vectors[entry.name]
             n_iter = self.san.config["n_power_iter"]
-            return _linear.power_sigma(weight, entry.cdtype, u, n_iter), None, None
-        return _linear.sigma(weight, entry.cdtype, entry.u), None, None
+            return _linear.power_sigma(weight, entry.cdtype, u, n_iter), None
+        return _linear.sigma(weight, entry.cdtype, entry.u), None
 
     def _guarded_write(self, entries: list[_Entry], pieces: list[Pieces], device: torch.device) -> list[Tensor]:
         """The constants of one device's layers (batched), and the guarded write of each weight (or ``s``)."""
