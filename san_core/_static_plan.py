@@ -152,6 +152,12 @@ def stage_levels(
     ]
 
 
+def _chunks(count: int, num_taps: int, num_freqs: int, kernels: Tensor, mem: int) -> int:
+    """Blocks (each a few more ops) an evaluation of ``count`` kernels on ``num_freqs`` frequencies runs in."""
+    kernel_chunk, freq_chunk = _dft._plan(count, num_taps, num_freqs, kernels.element_size(), mem)
+    return math.ceil(count / kernel_chunk) * math.ceil(num_freqs / freq_chunk)
+
+
 def _keep(upper: Tensor, cut: float) -> int:
     return min(upper.shape[0], math.ceil(KEEP_FACTOR * int((upper >= cut).sum())) + KEEP_EXTRA)
 
@@ -167,8 +173,9 @@ def build_plan(
 ) -> StaticPlan:
     """Choose the stage sizes from one exact evaluation (``exact``: the max *power* of these kernels; host syncs),
     running the step's own bounds on these kernels: each stage keeps ``1.25 ×`` (kernels whose bound reaches the
-    result once inflated) ``+ 8``; the cheapest subset of the coarse levels wins (each stage also costs
-    :data:`~san_core._pruning.STAGE_OVERHEAD`), and no pruning when even that costs over
+    result once inflated) ``+ 8``; the cheapest subset of the coarse levels wins (each stage, and each further
+    memory-bounded block of an evaluation, also costs :data:`~san_core._pruning.STAGE_OVERHEAD`: a block is a few more
+    ops, kernel launches on a GPU), and no pruning when even that costs over
     :data:`~san_core._pruning.WORTH` of the full evaluation (or with ``prune=False``)."""
     num_kernels, num_taps = kernels.shape
     perm = None if len(groups) == 1 else torch.cat([idx for idx, _ in groups]).to(kernels.device)
@@ -189,7 +196,8 @@ def build_plan(
     cut = math.sqrt(float(exact)) * (1 - 1e-6) / inflate
     overhead = STAGE_OVERHEAD.get(kernels.device.type, STAGE_OVERHEAD["cpu"])
     l1 = _l1(grouped, ones)
-    best_cost, best = WORTH * num_kernels * full_freqs + overhead, None
+    full_chunks = _chunks(num_kernels, num_taps, full_freqs, grouped, max_memory)
+    best_cost, best = WORTH * num_kernels * full_freqs + overhead * full_chunks, None
     levels = stage_levels(groups, grid, grouped)
     for subset in ([], levels[:1], levels[1:], levels):
         upper, rows, lo = l1, grouped, None
@@ -202,11 +210,12 @@ def build_plan(
             stage = _make_stage(coarse, scale, count, groups, grouped, max_memory)
             upper = _tighten(_amplitude(rows, stage, slices, per_kernel=True), lo, upper)
             stages.append(stage)
-            cost += count * math.prod(_dft.half_spectrum_shape(coarse))
+            freqs = math.prod(_dft.half_spectrum_shape(coarse))
+            cost += count * freqs + overhead * (_chunks(count, num_taps, freqs, grouped, max_memory) - 1)
         final = _keep(upper, cut)
         if min([s.count for s in stages] + [final]) >= num_kernels:
             continue  # nothing dropped: not pruning
-        cost += final * full_freqs
+        cost += final * full_freqs + overhead * (_chunks(final, num_taps, full_freqs, grouped, max_memory) - 1)
         if cost < best_cost:
             best_cost, best = cost, (stages, final)
     if best is None:

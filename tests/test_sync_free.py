@@ -211,6 +211,39 @@ def test_overflowing_constant_is_guarded_and_reported() -> None:
         san.check()
 
 
+@pytest.mark.parametrize("values", [(float("inf"),), (-float("inf"),), (float("inf"), -float("inf")), (float("nan"),)])
+def test_every_kind_of_non_finite_weight_is_reported_as_a_weight(values: tuple[float, ...]) -> None:
+    """The device-side check is ``‖0·w‖ ≠ 0``: +inf, -inf, both (whose sum would cancel to NaN) and NaN."""
+    model = critic()
+    san = SAN(model, example_input=batch(), sync_free=True)
+    san.normalize_()
+    with torch.no_grad():
+        for i, value in enumerate(values):
+            model.conv2.weight.view(-1)[5 + 7 * i] = value
+    before = model.conv2.weight.detach().clone()
+    san.normalize_()
+    torch.testing.assert_close(model.conv2.weight.detach(), before, rtol=0, atol=0, equal_nan=True)
+    with pytest.raises(ValueError, match=r"^SAN: layers \['conv2'\] had NaN/Inf weights at a sync-free"):
+        san.check()
+
+
+def test_huge_finite_float64_weights_are_normalized_not_flagged() -> None:
+    """No overflow in the finite check (``0·w``, not ``‖w‖``) nor in the amplitude-domain pruning: 1e300 float64
+    conv weights are finite and their constant exact (a Gram matrix of such a Linear weight would overflow)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(4, 8, 3)).double()
+    sizes = {"0": (12, 10)}
+    san = SAN(model, input_sizes=sizes, sync_free=True)
+    san.normalize_()
+    with torch.no_grad():
+        for layer in model:
+            layer.weight.mul_(1e300)
+    expected = float(conv_constant(model[0].weight / 1e300, sizes["0"], method="fft")) * 1e300  # (|DFT|² overflows)
+    assert float(san.normalize_()["0"]) == pytest.approx(expected, rel=1e-6)
+    san.check()  # nothing reported
+    assert float(conv_constant(model[0].weight, sizes["0"], method="fft")) == pytest.approx(1.0, rel=1e-6)
+
+
 def test_first_call_checks_eagerly_and_cpu_default_is_eager() -> None:
     model = critic()
     san = SAN(model, example_input=batch(), sync_free=True)
