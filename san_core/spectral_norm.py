@@ -172,16 +172,17 @@ _REPARAM = "parametrizations.weight."
 def to_reparametrized_keys(state_dict: Mapping[str, Tensor], like: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Fit a plain state dict (e.g. from :func:`convert_spectral_norm_state_dict`) to a critic in SAN's
     ``form="reparametrize"``: ``X.weight`` becomes ``X.parametrizations.weight.original`` (the raw ``W``) wherever
-    ``like`` (the target module's state dict) holds layer ``X`` in that form, i.e. has that key and no
-    ``X.weight``; ``X.parametrizations.weight.0.s`` is the state's own if it has one, else ``like``'s (the critic
+    ``like`` (the target module's state dict) holds layer ``X`` in that form, i.e. has that key and SAN's
+    ``X.parametrizations.weight.0.s`` and no ``X.weight`` (another parametrization, e.g. torch's SN, is left to
+    its owner); ``X.parametrizations.weight.0.s`` is the state's own if it has one, else ``like``'s (the critic
     keeps its ``s`` until SAN's next normalization). Other keys pass unchanged; key order is kept; the returned
     dict is new, tensors are shared.
     """
     out: dict[str, Tensor] = {}
     for key, value in state_dict.items():
         head = key[: -len("weight")]
-        if key.endswith("weight") and key not in like and f"{head}{_REPARAM}original" in like:
-            scale = f"{head}{_REPARAM}0.s"
+        scale = f"{head}{_REPARAM}0.s"
+        if key.endswith("weight") and key not in like and f"{head}{_REPARAM}original" in like and scale in like:
             out[f"{head}{_REPARAM}original"] = value
             out[scale] = state_dict.get(scale, like[scale])
         else:

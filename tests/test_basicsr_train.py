@@ -209,7 +209,7 @@ def test_sync_options_reach_san_and_reparametrized_trains_exactly(data: Path, pr
     _run(tmp_path, fx.options(data, name="syncfree", model_type="ESRGANModel", network_d=d, total_iter=3))
     san = probe["models"][0].san_binding.san
     assert san.config["form"] == "reparametrize" and san.config["sync_free"] is True and san.sync_free_active()
-    assert san._engine.compile_step is False and san._engine.cuda_graph is False
+    assert san.config["compile_step"] is False and san.config["cuda_graph"] is False
     assert san.calls == 3 and len(probe["gains"]) == 3  # W / s of every SAN layer at 1 after each D step
     assert all(g == pytest.approx(1.0, rel=1e-5) for gains in probe["gains"] for g in gains.values()), probe["gains"]
 

@@ -39,7 +39,7 @@ def test_sync_free_reaches_san_and_d_steps_give_constant_one(checkout) -> None:
     run = standin.RUNS[-1]
     san = run["D"].san.san
     assert san.config["sync_free"] is True and san.config["form"] == "rescale" and san.sync_free_active()
-    assert san._engine.compile_step is False and san._engine.cuda_graph is False
+    assert san.config["compile_step"] is False and san.config["cuda_graph"] is False
     assert san.calls == 4 and len(run["svs"]) == 2  # 2 iterations x 2 D steps; SVs logged after each iteration
     for name, layer in san.layers.items():  # float64 FFT / SVD: each SAN weight at 1 after the last D step
         if isinstance(layer, (nn.Conv2d, nn.Linear)):

@@ -278,3 +278,17 @@ def test_sn_checkpoint_fits_a_reparametrized_san_critic(style: str) -> None:
     theirs = {**plain, "0.parametrizations.weight.0.s": torch.tensor(3.0)}  # a state's own s wins over the critic's
     assert float(to_reparametrized_keys(theirs, own)["0.parametrizations.weight.0.s"]) == 3.0
     assert to_reparametrized_keys(plain, {k: v for k, v in plain.items()}) == plain  # nothing reparametrized: as is
+
+
+def test_to_reparametrized_keys_leaves_other_parametrizations_alone() -> None:
+    """A layer under torch's parametrized SN (not SAN's form) keeps its plain key; SAN's layer is still mapped."""
+    torch.manual_seed(0)
+    critic = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), param_sn(nn.Linear(4, 2))
+    )
+    apply_san(critic, targets="0", example_input=torch.randn(1, 3, 8, 8), form="reparametrize")
+    own = critic.state_dict()
+    plain = {"0.weight": torch.randn(4, 3, 3, 3), "0.bias": torch.zeros(4), "3.weight": torch.randn(2, 4)}
+    fitted = to_reparametrized_keys(plain, own)
+    assert fitted["0.parametrizations.weight.original"] is plain["0.weight"]
+    assert fitted["3.weight"] is plain["3.weight"] and "3.parametrizations.weight.0.s" not in fitted

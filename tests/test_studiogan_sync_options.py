@@ -42,7 +42,7 @@ def test_options_parsed_and_reaching_san(standin, tmp_path):
     Gen, Dis = build(cfgs, sg)
     san = cfgs.OPTIMIZATION.d_san
     assert san.config["form"] == "reparametrize" and san.config["sync_free"] is True
-    assert san._engine.compile_step is False and san._engine.cuda_graph is False
+    assert san.config["compile_step"] is False and san.config["cuda_graph"] is False
     torch.manual_seed(1)
     for _ in range(2):
         d_step(cfgs, Gen, Dis)
