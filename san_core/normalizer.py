@@ -225,7 +225,8 @@ class SAN(InputSizes, EagerPath):
         if not force:
             self.calls += 1
         self._pending.clear()
-        self.last_constants = {n: c.detach() for n, c in constants.items()}
+        # no detach op where none is needed (constants come from no_grad code): one dispatched op per layer less
+        self.last_constants = {n: c.detach() if c.requires_grad else c for n, c in constants.items()}
         return constants
 
     # -------------------------------------------------------------------------------------- wiring
