@@ -52,7 +52,9 @@ def test_calibrated_output_matches_sn_at_init_and_is_saved_with_the_critic():
     applied = apply_treatment(parse_treatment("san-scaled"), critic, (torch.zeros(2, 3, 32, 32),))
     probe = (torch.rand(64, 3, 32, 32) * 2 - 1,)
     torch.manual_seed(11)
+    rng = torch.get_rng_state()
     info = calibrate.calibrate(critic, applied.initial_critic, probe)
+    assert torch.equal(torch.get_rng_state(), rng)  # the run's global stream is left where it was
     torch.manual_seed(11)  # the same power-iteration start as inside calibrate
     sn = apply_treatment(parse_treatment("sn"), copy.deepcopy(initial), (torch.zeros(2, 3, 32, 32),)).critic
     critic.eval()

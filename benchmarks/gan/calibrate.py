@@ -63,7 +63,9 @@ def calibrate(critic: nn.Module, initial_critic: nn.Module, probe: tuple[Tensor,
         raise ValueError("calibrate: the critic has no output_scale buffer (install_output_scale first)")
     getattr(critic, BUFFER).fill_(1.0)
     d_san = _mean_abs(critic, probe)
-    with torch.random.fork_rng(devices=[]):  # SN's power-iteration vectors draw from the global stream: not the run's
+    dev = next(initial_critic.parameters()).device
+    cuda = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):  # SN's power-iteration vectors: from the global streams, not the run's
         d_sn = _mean_abs(sn_copy(initial_critic), probe)
     if not (d_san > 0 and d_sn > 0):
         raise ValueError(f"calibrate: expected positive mean |D| for both critics, got SAN {d_san}, SN {d_sn}")
