@@ -88,14 +88,20 @@ sys.meta_path.insert(0, Blocker())
 """
 
 
-def test_smoke_runs_the_whole_pipeline_with_only_the_gpu_machines_packages(tmp_path):
+def _prepared(tmp_path, images: int):
+    """``(data dir, out dir, env)``: synthetic ``.gpu_data`` prepared, imports limited to the GPU machine's packages."""
     data, out, site = tmp_path / "gpu_data", tmp_path / "out", tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(textwrap.dedent(BLOCKER.format(repo=str(REPO), allowed=ALLOWED)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)]), "OUT": str(out)}
-    prep = [sys.executable, "-m", "benchmarks.gpu", "prepare", "--data", "fake:200", "--random-classifier",
+    prep = [sys.executable, "-m", "benchmarks.gpu", "prepare", "--data", f"fake:{images}", "--random-classifier",
             "--dest", str(data)]  # fmt: skip
     assert subprocess.run(prep, cwd=REPO, capture_output=True, text=True, env=env, timeout=300).returncode == 0
+    return data, out, env
+
+
+def test_smoke_runs_the_whole_pipeline_with_only_the_gpu_machines_packages(tmp_path):
+    data, out, env = _prepared(tmp_path, 200)
     meta = json.loads((data / "data.json").read_text())
     assert meta["synthetic"] and "TEST ONLY" in meta["classifier"] and 150 < meta["images"] <= 200
     # The CLI's smoke, with a shorter wall-clock budget than its default 2.7 min to spare the test suite.
@@ -133,13 +139,7 @@ def test_diagnose_smoke_runs_the_ablations_with_only_the_gpu_machines_packages(t
     diagnosis ablations and their mechanism table (one seed here to spare the suite; the CLI default is two)."""
     from benchmarks.gpu import diagnose
 
-    data, out, site = tmp_path / "gpu_data", tmp_path / "out", tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(textwrap.dedent(BLOCKER.format(repo=str(REPO), allowed=ALLOWED)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)]), "OUT": str(out)}
-    prep = [sys.executable, "-m", "benchmarks.gpu", "prepare", "--data", "fake:120", "--random-classifier",
-            "--dest", str(data)]  # fmt: skip
-    assert subprocess.run(prep, cwd=REPO, capture_output=True, text=True, env=env, timeout=300).returncode == 0
+    data, out, env = _prepared(tmp_path, 120)
     cmd = [sys.executable, "-m", "benchmarks.gpu", "diagnose", "--smoke", "--data-dir", str(data), "--seeds", "0",
            "--budget-minutes", "1.5"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
