@@ -1,9 +1,11 @@
 """The ``san-scaled`` ablation: SAN's critic with its output multiplied by a fixed scalar α chosen at initialization.
 
 SAN divides each layer by ``‖W‖₀,∞`` (σ₁ for dense layers), a smaller constant than SN's σ₁ for the convs, so the
-normalized critic's output is orders of magnitude larger than SN's at the same initial weights (issue 12: ~3000×
-on the SNGAN CNN). With the hinge loss that matters through the margin only: Adam is invariant to a constant
-factor on the loss, so ``D_α = α·D`` trained with margin 1 is ``D`` trained with margin ``1/α``. Here
+normalized critic's output is orders of magnitude larger than SN's at the same initial weights (issue 12 quotes
+~3000×, the product of the per-layer constant ratios; the measured output ratio on the SNGAN CNN is ~246×,
+``benchmarks/results/diagnosis_cpu``). With the hinge loss that matters through the margin only: Adam is
+invariant to a constant factor on the loss, so ``D_α = α·D`` trained with margin 1 is ``D`` trained with margin
+``1/α``. Here
 
     α = mean |D_SN(x)| / mean |D_SAN(x)|   on the fixed real probe images, both critics at their initial weights,
 
@@ -15,10 +17,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parametrizations
 
 BUFFER = "output_scale"
-NORMALIZED_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
 
 
 def _scale_output(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
@@ -49,10 +49,10 @@ def sn_copy(initial_critic: nn.Module) -> nn.Module:
     15 power iterations at construction, as the ``sn`` treatment)."""
     import copy
 
+    from .treatments import apply_sn  # (treatments imports this module)
+
     sn = copy.deepcopy(initial_critic)
-    for layer in list(sn.modules()):
-        if isinstance(layer, NORMALIZED_TYPES):
-            parametrizations.spectral_norm(layer)
+    apply_sn(sn)
     return sn
 
 

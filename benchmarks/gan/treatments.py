@@ -177,6 +177,16 @@ def _input_sizes(critic: nn.Module, example: tuple) -> dict[str, tuple[int, ...]
     return sizes
 
 
+def apply_sn(critic: nn.Module, targets: Optional[tuple[str, ...]] = None) -> None:
+    """The ``sn`` treatment: ``torch.nn.utils.parametrizations.spectral_norm`` on every Conv/Linear/Embedding (those
+    matching ``targets``' glob patterns when given), in place."""
+    for name, layer in list(critic.named_modules()):
+        if isinstance(layer, NORMALIZED_TYPES) and (
+            targets is None or any(fnmatch.fnmatchcase(name, p) for p in targets)
+        ):
+            parametrizations.spectral_norm(layer)
+
+
 def apply_treatment(
     treatment: Treatment, critic: nn.Module, example: tuple, seed: int = 0, targets: Optional[tuple[str, ...]] = None
 ) -> AppliedTreatment:
@@ -197,11 +207,7 @@ def apply_treatment(
     if treatment.calibrate_output:
         applied.initial_critic = copy.deepcopy(critic)
     if treatment.kind == "sn":
-        for name, layer in list(critic.named_modules()):
-            if isinstance(layer, NORMALIZED_TYPES) and (
-                targets is None or any(fnmatch.fnmatchcase(name, p) for p in targets)
-            ):
-                parametrizations.spectral_norm(layer)
+        apply_sn(critic, targets)
     elif treatment.kind == "san":
         extra = {}
         if treatment.form != "rescale":
