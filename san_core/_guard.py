@@ -1,16 +1,16 @@
 """Finite checks: cheap eager ones (one reduction a weight, one host sync for all); for the sync-free path, the
-batched tail of a step (constants, finite checks, the guarded divisors) and device-side flags read at the next
-cheap sync point (:meth:`SAN.check`, ``state_dict()``, ``describe()``)."""
+on-device guard of a step (finite checks of weights and constants, the guarded divisors) and device-side flags
+read at the next cheap sync point (:meth:`SAN.check`, ``state_dict()``, ``describe()``). The batched constants it
+guards come from :mod:`san_core._tail`."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import Tensor
+
+from ._tail import Tail
 
 #: Columns of a layer's flag counters.
 BAD_WEIGHT, BAD_CONSTANT, UNVERIFIED = 0, 1, 2
@@ -68,50 +68,6 @@ class DeviceFlags:
                 if row[BAD_CONSTANT]:
                     bad_constant.append(name)
         return bad_weight, bad_constant
-
-
-#: One layer's ``(amp, lo)``: its constant is ``max(amp, lo · inflate)`` (``lo`` ``None``: the constant is ``amp``).
-Pieces = tuple[Tensor, Optional[Tensor]]
-
-
-@dataclass
-class Tail:
-    """Per-device constants of the batched tail of a sync-free step (built when the plans are)."""
-
-    zero: Tensor
-    one: Tensor
-    inflate: Tensor  # per layer (1 where lo is an explicit bound or absent: then lo is 0)
-    factor: Optional[Tensor]  # g·g_l per layer; None when all are 1
-    tied: list[Tensor]  # index groups of layers sharing one weight (divided once, by the largest constant)
-
-
-def build_tail(
-    device: torch.device, dtypes: list[torch.dtype], inflate: list[float], factors: list[float], weight_ids: list[int]
-) -> Tail:
-    dtype = functools.reduce(torch.promote_types, dtypes)  # of the stacked constants
-    by_weight: dict[int, list[int]] = {}
-    for i, key in enumerate(weight_ids):
-        by_weight.setdefault(key, []).append(i)
-    return Tail(
-        torch.zeros((), dtype=dtype, device=device), torch.ones((), dtype=dtype, device=device),
-        torch.tensor(inflate, dtype=dtype, device=device),
-        None if all(f == 1 for f in factors) else torch.tensor(factors, dtype=dtype, device=device),
-        [torch.tensor(ix, device=device) for ix in by_weight.values() if len(ix) > 1],
-    )  # fmt: skip
-
-
-def combine(tail: Tail, pieces: list[Pieces]) -> tuple[Tensor, Tensor]:
-    """``(constants, unverified)`` of all layers of a device: ``stack``, ``split``, ``mul``, ``maximum``, ``gt``."""
-    amps, los = torch.stack([amp for amp, _ in pieces] + [tail.zero if lo is None else lo for _, lo in pieces]).split(
-        len(pieces)
-    )
-    bounds = los * tail.inflate
-    constants = torch.maximum(amps, bounds)  # NaN propagates
-    if tail.factor is not None:
-        constants = constants * tail.factor
-    for group in tail.tied:
-        constants = constants.index_put((group,), constants.index_select(0, group).amax().expand(len(group)))
-    return constants, bounds > amps  # a NaN amp counts as a bad constant instead
 
 
 def guard(

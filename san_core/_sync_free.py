@@ -18,9 +18,10 @@ import torch
 from torch import Tensor, nn
 
 from . import _dft, _linear
-from ._guard import DeviceFlags, Pieces, Tail, build_tail, combine, guard
+from ._guard import DeviceFlags, guard
 from ._reparam import InverseScale, raw_weight
 from ._static_plan import StaticPlan, build_plan
+from ._tail import Pieces, Tail, build_tail, combine
 from .spectrum import _compute_dtype, compensation_gain, conv_geometry, subset_size
 
 #: The warm-up of a layer drawn with filter_ratio < 1 sizes its plan on a subset drawn with this seed.
