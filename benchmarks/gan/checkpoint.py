@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 from pathlib import Path
-from typing import Any, Optional
+from typing import IO, Any, Callable, Optional
 
 import torch
 
@@ -20,16 +21,28 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write ``path`` through a temporary file of this call's own (pid + random suffix), then rename it into place.
+
+    A killed process leaves the old file or the new one, never half a file; concurrent writers of one path (several
+    runs filling a fresh data or reference-statistics cache at once) each rename a complete file of their own instead
+    of truncating a shared temporary name under each other.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def atomic_json(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
 
 
 class RunFiles:

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .checkpoint import atomic_write
+
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -89,10 +91,8 @@ def load_cifar10(source: str | Path | None = None, split: str = "train", cache: 
     if not (x_file.exists() and y_file.exists()):
         out.mkdir(parents=True, exist_ok=True)
         x, y = _decode(path, split, out)
-        np.save(out / f"{split}_y.tmp.npy", y)
-        np.save(out / f"{split}_x.tmp.npy", x)
-        (out / f"{split}_y.tmp.npy").replace(y_file)
-        (out / f"{split}_x.tmp.npy").replace(x_file)
+        atomic_write(y_file, lambda f: np.save(f, y))
+        atomic_write(x_file, lambda f: np.save(f, x))
     x = torch.from_numpy(np.load(x_file)).permute(0, 3, 1, 2).contiguous()
     return ImageSet(x, torch.from_numpy(np.load(y_file)).long(), f"{key}/{split}")
 

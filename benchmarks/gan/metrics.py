@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .checkpoint import atomic_write
 from .collapse import PixelMoments, top_class_fraction
 
 FeatureFn = Callable[[Tensor], "tuple[Tensor, Tensor]"]
@@ -118,9 +119,7 @@ def reference_stats(
     is_mean, _ = inception_score(logits, splits=1)
     out = {"mu": mu, "sigma": sigma, "n": np.asarray(n), "is": np.asarray(is_mean)}
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **out)
-    tmp.replace(path)
+    atomic_write(path, lambda f: np.savez(f, **out))
     return out
 
 

@@ -1,0 +1,65 @@
+"""The benchmarks' file writes: atomic, and safe when several runs fill one cache at the same time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from benchmarks.gan.checkpoint import atomic_json, atomic_save, atomic_write
+from benchmarks.gan.data import CLASSES, load_cifar10
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "state.pt"
+    atomic_save({"step": 1}, path)
+
+    def broken(f):
+        f.write(b"half a file")
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError, match="killed mid-write"):
+        atomic_write(path, broken)
+    assert torch.load(path) == {"step": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.pt"]
+
+
+def test_concurrent_writers_of_one_path_each_rename_a_complete_file(tmp_path):
+    """Writer B runs to completion while writer A is half-way: with one shared temporary name B would truncate A's
+    file and rename it away, and A's rename would fail (the race seen when several runs filled a fresh cache)."""
+    path = tmp_path / "train_x.npy"
+    a, b = np.arange(100_000), np.arange(100_000) * 2
+
+    def write_a(f):
+        f.write(np.lib.format.magic(1, 0))  # A has started its file ...
+        atomic_write(path, lambda g: np.save(g, b))  # ... B writes the same path in full meanwhile ...
+        f.seek(0)
+        np.save(f, a)  # ... then A finishes
+
+    atomic_write(path, write_a)
+    np.testing.assert_array_equal(np.load(path), a)  # the last rename wins, and it is a complete file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train_x.npy"]
+
+
+def test_atomic_json_round_trips(tmp_path):
+    atomic_json({"a": [1, 2]}, tmp_path / "r.json")
+    assert (tmp_path / "r.json").read_text().replace(" ", "").replace("\n", "") == '{"a":[1,2]}'
+
+
+def test_data_cache_is_filled_once_without_temporaries(tmp_path):
+    src = tmp_path / "cifar"
+    rng = np.random.default_rng(0)
+    for name in CLASSES:
+        (src / "train" / name).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(src / "train" / name / f"{i}.png")
+    cache = tmp_path / "cache"
+    first = load_cifar10(src, "train", cache=cache)
+    assert first.x.shape == (20, 3, 32, 32) and first.y.tolist() == [c for c in range(10) for _ in range(2)]
+    (entry,) = cache.iterdir()
+    assert sorted(p.name for p in entry.iterdir()) == ["train_x.npy", "train_y.npy"]
+    written = {p.name: p.stat().st_mtime_ns for p in entry.iterdir()}
+    again = load_cifar10(src, "train", cache=cache)  # read from the cache, not written again
+    assert torch.equal(again.x, first.x)
+    assert {p.name: p.stat().st_mtime_ns for p in entry.iterdir()} == written
