@@ -28,6 +28,7 @@ from typing import Any, Optional
 
 from basicsr.archs.discriminator_arch import UNetDiscriminatorSN, VGGStyleDiscriminator
 from basicsr.utils.registry import ARCH_REGISTRY
+from san_compat.sr_critic import paper_sr_critic_layers
 from torch import Tensor, nn
 
 from san_core import SAN, apply_san, strip_spectral_norm_
@@ -83,7 +84,8 @@ class SRCriticSAN(nn.Module):
     """The SAN paper's SR critic: ``num_stages`` × (3×3 s1 conv, BN, LReLU, 4×4 s2 conv, BN, LReLU), FC, LReLU, FC.
 
     Channels ``num_feat·2^i`` capped at ``max_feat``; only the first conv has a bias; the head sees a
-    4×4 map, so inputs are ``4·2^num_stages`` pixels square (128 for 5 stages).
+    4×4 map, so inputs are ``4·2^num_stages`` pixels square (128 for 5 stages). The layers are
+    :func:`san_compat.sr_critic.paper_sr_critic_layers` (shared with ``san_mmagic.SRCritic``).
     """
 
     def __init__(
@@ -98,18 +100,8 @@ class SRCriticSAN(nn.Module):
         super().__init__()
         if isinstance(num_stages, bool) or not isinstance(num_stages, int) or num_stages < 1:
             raise ValueError(f"SRCriticSAN: expected num_stages an int >= 1, got {num_stages!r}")
-        self.input_size = 4 * 2**num_stages
-        widths = [min(max_feat, num_feat * 2**i) for i in range(num_stages)]
-        layers: list[nn.Module] = []
-        cin = num_in_ch
-        for i, cout in enumerate(widths):
-            layers += [nn.Conv2d(cin, cout, 3, 1, 1, bias=i == 0), nn.BatchNorm2d(cout), nn.LeakyReLU(negative_slope)]
-            layers += [nn.Conv2d(cout, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(negative_slope)]
-            cin = cout
-        self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(
-            nn.Linear(widths[-1] * 16, num_feat), nn.LeakyReLU(negative_slope), nn.Linear(num_feat, 1)
-        )
+        body = paper_sr_critic_layers(num_in_ch, num_feat, max_feat, num_stages, negative_slope)
+        self.input_size, self.features, self.classifier = body.input_size, body.features, body.classifier
         self.san = _apply(self, san, None)
 
     def forward(self, x: Tensor) -> Tensor:

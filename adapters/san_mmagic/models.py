@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional, Union
 import torch
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
+from san_compat.sr_critic import paper_sr_critic_layers
 from torch import Tensor, nn
 
 __all__ = ["SNGANStandardCNNDiscriminator", "SNGANStandardCNNGenerator", "SRCritic"]
@@ -126,7 +127,8 @@ class SRCritic(BaseModule):
 
     Channels ``c·2^i`` capped at ``max_channels`` (64…512); only the first conv has a bias. The head
     sees a ``4×4`` map, so inputs are ``input_size = 4·2^num_stages`` (128): larger inputs are cropped
-    to it (randomly in training, centred in eval), smaller ones rejected.
+    to it (randomly in training, centred in eval), smaller ones rejected. The layers are
+    :func:`san_compat.sr_critic.paper_sr_critic_layers` (shared with ``san_basicsr.SRCriticSAN``).
     """
 
     def __init__(
@@ -141,18 +143,8 @@ class SRCritic(BaseModule):
         super().__init__(init_cfg=init_cfg)
         if num_stages < 1:
             raise ValueError(f"SRCritic: expected num_stages >= 1, got {num_stages}")
-        self.input_size = 4 * 2**num_stages
-        widths = [min(max_channels, mid_channels * 2**i) for i in range(num_stages)]
-        layers: list[nn.Module] = []
-        cin = in_channels
-        for i, cout in enumerate(widths):
-            layers += [nn.Conv2d(cin, cout, 3, 1, 1, bias=i == 0), nn.BatchNorm2d(cout), nn.LeakyReLU(negative_slope)]
-            layers += [nn.Conv2d(cout, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(negative_slope)]
-            cin = cout
-        self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(
-            nn.Linear(widths[-1] * 16, mid_channels), nn.LeakyReLU(negative_slope), nn.Linear(mid_channels, 1)
-        )
+        body = paper_sr_critic_layers(in_channels, mid_channels, max_channels, num_stages, negative_slope)
+        self.input_size, self.features, self.classifier = body.input_size, body.features, body.classifier
 
     def forward(self, x: Tensor) -> Tensor:
         size = self.input_size
