@@ -21,6 +21,9 @@ Lifecycle (MMEngine calls ``before_run`` -> weight init -> load/resume -> ``befo
 - ``after_train_iter``: every ``log_interval`` iterations, ``SAN.check()`` (raises the sync-free path's delayed
   NaN/Inf error), then the constants of the last normalization (before rescale) go to the MessageHub as
   ``train/san/<layer>`` (logged as ``san/<layer>``).
+- ``diagnostics=True`` (default off: no hooks): ``before_train`` puts forward hooks on the critic and generator
+  (:mod:`san_mmagic.diagnostics`); their device-side means go out with the constants (same transfer) as
+  ``san_diag/d_abs_mean`` and ``san_diag/g_pixel_std``; ``after_train`` / ``after_run`` remove the hooks.
 - ``after_train_epoch`` / ``after_train``: ``SAN.check()`` (one host sync), so the delayed error surfaces even with
   ``log_interval=0`` (an ``IterBasedTrainLoop`` has one "epoch": its end).
 - ``before_save_checkpoint``: ``checkpoint['san']`` = the SAN state (call count, RNG, input sizes); taking it
@@ -29,7 +32,7 @@ Lifecycle (MMEngine calls ``before_run`` -> weight init -> load/resume -> ``befo
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional
 
 import torch
 from mmengine.hooks import Hook, LoggerHook
@@ -43,29 +46,14 @@ from torch import nn
 from san_core import SAN, apply_san, select_layers, spectral_norm_style
 
 from .class_sn import ClassSpectralNormRecord, class_spectral_norm_base, strip_class_spectral_norm_
-from .hook_options import check_san_options
+from .diagnostics import CollapseDiagnostics
+from .hook_options import Patterns, check_flag, check_patterns, check_san_options
 from .resume_check import renormalize_if_needed, weight_norms
 from .sn_keys import map_spectral_norm_keys
 from .weights import check_local_weights
 
-Patterns = Union[str, Sequence[str], None]
 CHECKPOINT_KEY = "san"
 DEFAULT_LOG_INTERVAL = 50
-
-
-def _patterns(key: str, value: Patterns) -> Optional[list[str]]:
-    if value is None:
-        return None
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)) or not all(isinstance(p, str) and p for p in items) or not items:
-        raise ValueError(f"SANHook: expected {key} to be None, a glob string or a list of glob strings, got {value!r}")
-    return list(items)
-
-
-def _flag(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"SANHook: expected {key} to be True or False, got {value!r}")
-    return value
 
 
 def find_submodule(model: nn.Module, path: str) -> nn.Module:
@@ -110,6 +98,11 @@ class SANHook(Hook):
             ``"reparametrize"``; ``sync_free=None``: on for CUDA weights). With the sync-free path, a NaN/Inf weight
             or constant is reported by ``SAN.check()``, which the hook calls every ``log_interval`` iterations, at
             each epoch end, before each checkpoint save and after training (also with ``log_interval=0``).
+        diagnostics: log, every ``log_interval`` iterations (not with 0), ``san_diag/d_abs_mean`` (``mean |D(x)|``
+            over the critic's training-mode calls since the last log) and ``san_diag/g_pixel_std`` (the mean over
+            pixels of ``x.std(dim=0)`` of the generator's outputs, averaged likewise; none without a ``generator``).
+            Project rule (benchmarks/README.md): collapsed when ≥ 80 % of the samples fall in one class or that std is
+            below 10 % of the real images'; the hook logs the raw std, it does not classify. MMagic logs G/D losses.
     """
 
     priority = "ABOVE_NORMAL"  # before NORMAL hooks (EMAHook copies the model in before_run), far above CheckpointHook
@@ -135,6 +128,7 @@ class SANHook(Hook):
         sync_free: Optional[bool] = None,
         compile_step: bool = False,
         cuda_graph: bool = False,
+        diagnostics: bool = False,
     ) -> None:
         if not isinstance(module, str) or not module or any(not p for p in module.split(".")):
             raise ValueError(f"SANHook: expected module to be a dotted submodule name, got {module!r}")
@@ -147,12 +141,13 @@ class SANHook(Hook):
         ):
             raise ValueError(f"SANHook: expected log_interval to be None or an int >= 0, got {log_interval!r}")
         self.module = module
-        self.targets = _patterns(
+        self.targets = check_patterns(
             "include" if include is not None else "targets", targets if include is None else include
         )
-        self.exclude = _patterns("exclude", exclude)
-        self.circular_padding = _flag("circular_padding", circular_padding)
-        self.strip_spectral_norm = _flag("strip_spectral_norm", strip_spectral_norm)
+        self.exclude = check_patterns("exclude", exclude)
+        self.circular_padding = check_flag("circular_padding", circular_padding)
+        self.strip_spectral_norm = check_flag("strip_spectral_norm", strip_spectral_norm)
+        self.diagnostics = check_flag("diagnostics", diagnostics)
         self.optim_wrapper = optim_wrapper or module.rsplit(".", 1)[-1]
         self.log_interval = log_interval
         self.san_kwargs = dict(
@@ -168,6 +163,7 @@ class SANHook(Hook):
         self.class_sn: Optional[ClassSpectralNormRecord] = None
         self._critic: Optional[nn.Module] = None
         self._handle: Any = None
+        self._diag: Optional[CollapseDiagnostics] = None
 
     # ------------------------------------------------------------------------------------------ setup
     def before_run(self, runner: Any) -> None:
@@ -229,23 +225,35 @@ class SANHook(Hook):
         if self.log_interval is None:
             loggers = [h for h in runner.hooks if isinstance(h, LoggerHook)]
             self.log_interval = loggers[0].interval if loggers else DEFAULT_LOG_INTERVAL
+        if self.diagnostics and self.log_interval and self._diag is None:
+            self._diag = CollapseDiagnostics.of_model(runner.model, self.module, find_submodule)
 
     def after_run(self, runner: Any) -> None:
-        """Detach from the optimizer; the critic keeps its SAN form (circular padding, no SN)."""
+        """Detach from the optimizer, remove the diagnostics' hooks; the critic keeps its SAN form (no SN, circular)."""
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
+        self._remove_diagnostics()
+
+    def _remove_diagnostics(self) -> None:
+        if self._diag is not None:
+            self._diag.remove()
+            self._diag = None
 
     # ---------------------------------------------------------------------------------------- logging
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
-        """Put the latest per-layer constants (before rescale) on the MessageHub as ``train/san/<layer>``."""
-        if self.san is None or not self.log_interval or not self.san.last_constants:
+        """Put the latest per-layer constants (before rescale) on the MessageHub as ``train/san/<layer>``, and the
+        diagnostics' means since the last log as ``train/san_diag/<name>``, read in one transfer."""
+        if self.san is None or not self.log_interval:
             return
         if self.every_n_train_iters(runner, self.log_interval) or self.is_last_train_iter(runner):
             self.san.check()  # the sync-free path's delayed NaN/Inf error (one host sync), at the logging interval
-            names = list(self.san.last_constants)
-            values = torch.stack([c.float() for c in self.san.last_constants.values()]).cpu().tolist()
-            runner.message_hub.update_scalars({f"train/san/{n}": v for n, v in zip(names, values)})
+            scalars = {f"train/san/{n}": c for n, c in self.san.last_constants.items()}
+            scalars.update({f"train/{n}": v for n, v in (self._diag.take() if self._diag else {}).items()})
+            if scalars:
+                device = next(iter(scalars.values())).device
+                values = torch.stack([v.float().to(device) for v in scalars.values()]).cpu().tolist()
+                runner.message_hub.update_scalars(dict(zip(scalars, values)))
 
     def after_train_epoch(self, runner: Any) -> None:
         """``SAN.check()`` (one host sync): the sync-free path's delayed NaN/Inf error, whatever ``log_interval``."""
@@ -253,7 +261,8 @@ class SANHook(Hook):
             self.san.check()
 
     def after_train(self, runner: Any) -> None:
-        """``SAN.check()`` once more at the end (for a custom train loop that calls no ``after_train_epoch``)."""
+        """Remove the diagnostics' hooks; ``SAN.check()`` again (for a train loop without ``after_train_epoch``)."""
+        self._remove_diagnostics()
         if self.san is not None:
             self.san.check()
 

@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence, Union
 
 from torch import nn
 
 from san_core import SAN
+
+Patterns = Union[str, Sequence[str], None]
+
+
+def check_patterns(key: str, value: Patterns) -> Optional[list[str]]:
+    """A glob string or a non-empty list of them (as a list), or None."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(p, str) and p for p in items) or not items:
+        raise ValueError(f"SANHook: expected {key} to be None, a glob string or a list of glob strings, got {value!r}")
+    return list(items)
+
+
+def check_flag(key: str, value: Any) -> bool:
+    """A bool option (``circular_padding``, ``strip_spectral_norm``, ``diagnostics``): 1 or ``'yes'`` is refused."""
+    if not isinstance(value, bool):
+        raise ValueError(f"SANHook: expected {key} to be True or False, got {value!r}")
+    return value
 
 
 def check_san_options(
