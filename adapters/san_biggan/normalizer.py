@@ -9,8 +9,11 @@ for an fp16 D. Two BigGAN specifics on top of ``san_core``:
   weight from it at its next step. So for such layers the constant is computed from the master (the
   fp16 weight is its rounding: its constant is off by up to ~1e-3), the master is divided by it in place,
   and the fp16 weight is re-cast from the master; the masters then sit at 1 to float32 precision.
-  (During the call the Parameter's ``.data`` is the master; on CUDA this makes san_core's sync-free
-  step re-plan those layers at every call, since their dtype changes, which is correct but not sync-free.)
+  During the call the Parameter's ``.data`` is the master, which ``Adam16`` creates once and updates in
+  place (only the fp16 tensor is new at each step: ``p.data = fp32_p.half()``), so san_core's sync-free
+  plans stay keyed to the same Parameter, master storage and float32: only the first ``Adam16`` step
+  re-plans (the data was the fp16 weight before), later calls are sync-free; a master replaced by a new
+  tensor (e.g. a reloaded optimizer state) re-plans that layer (tests/test_biggan_adam16_sync_free.py).
 """
 
 from __future__ import annotations
