@@ -109,7 +109,8 @@ for _cls in (SN, SNConv2d, SNLinear, SNEmbedding, DBlock):
 
 
 class MasterCopyAdam(torch.optim.Optimizer):
-    """Adam whose update runs on an fp32 master copy ``state['fp32_p']``; the fp16 Parameter is re-cast from it."""
+    """Adam whose update runs on an fp32 master copy ``state['fp32_p']`` (updated in place); like BigGAN's
+    ``Adam16``, the fp16 Parameter gets a new tensor re-cast from it at every step (``p.data = fp32_p.half()``)."""
 
     def __init__(
         self, params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
@@ -133,7 +134,7 @@ class MasterCopyAdam(torch.optim.Optimizer):
                 state["v"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
                 scale = group["lr"] * math.sqrt(1 - beta2 ** state["step"]) / (1 - beta1 ** state["step"])
                 state["fp32_p"].addcdiv_(state["m"], state["v"].sqrt().add_(group["eps"]), value=-scale)
-                p.copy_(state["fp32_p"])
+                p.data = state["fp32_p"].to(p.dtype)
 
 
 class Discriminator(nn.Module):
