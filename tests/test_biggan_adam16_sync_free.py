@@ -7,9 +7,9 @@ Parameter, same master storage, float32) is stable: only the first Adam16 step r
 fp16 weight before); every later call runs from the same plans with zero host syncs and stays exact. A master
 replaced by a new tensor (new storage) is re-planned, so no plan reads a tensor the master no longer is.
 
-The optimizer used in CI is :class:`Adam16Like` (written here from that description); with ``SAN_BIGGAN_ROOT``
-naming an ajbrock/BigGAN-PyTorch checkout, the same checks also run BigGAN's own ``utils.Adam16`` (only its
-class is taken from ``utils.py``: importing the module needs torchvision and its datasets).
+The optimizer used in CI is the stand-in's ``MasterCopyAdam`` (tests/standins/biggan_standin.py: the same storage
+behaviour); with ``SAN_BIGGAN_ROOT`` naming an ajbrock/BigGAN-PyTorch checkout, the same checks also run BigGAN's own
+``utils.Adam16`` (only its class is taken from ``utils.py``: importing the module needs torchvision and its datasets).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any, Callable
 import pytest
 import torch
 from san_biggan import BigGANSAN, SANConv2d, SANEmbedding, SANLinear, SANOptions
+from standins.biggan_standin import MasterCopyAdam
 from test_sync_free import count_syncs
 from torch import Tensor, nn
 
@@ -31,31 +32,6 @@ from san_core import conv_constant, linear_constant
 
 SIZES = {"c1": (8, 8), "c2": (8, 8), "down": (8, 8)}
 STEPS = 5
-
-
-class Adam16Like(torch.optim.Optimizer):
-    """Adam on an fp32 master per Parameter, with the storage behaviour of BigGAN's ``Adam16``: the master is
-    made once (``p.float()``), updated in place, and the Parameter gets a new fp16 tensor cast from it each step."""
-
-    def __init__(self, params: Any, lr: float = 1e-2, betas: tuple[float, float] = (0.0, 0.999)) -> None:
-        super().__init__(list(params), dict(lr=lr, betas=betas, eps=1e-8))
-
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> None:
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state, grad = self.state[p], p.grad.float()
-                if not state:
-                    state.update(step=0, fp32_p=p.data.float(), m=torch.zeros_like(grad), v=torch.zeros_like(grad))
-                state["step"] += 1
-                state["m"].mul_(beta1).add_(grad, alpha=1 - beta1)
-                state["v"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                size = group["lr"] * math.sqrt(1 - beta2 ** state["step"]) / (1 - beta1 ** state["step"])
-                state["fp32_p"].addcdiv_(state["m"], state["v"].sqrt().add_(group["eps"]), value=-size)
-                p.data = state["fp32_p"].half()  # a new fp16 tensor every step
 
 
 def real_adam16() -> type:
@@ -70,7 +46,7 @@ def real_adam16() -> type:
     return namespace["Adam16"]
 
 
-OPTIMIZERS: dict[str, Callable[[], type]] = {"Adam16Like": lambda: Adam16Like, "BigGAN-Adam16": real_adam16}
+OPTIMIZERS: dict[str, Callable[[], type]] = {"MasterCopyAdam": lambda: MasterCopyAdam, "BigGAN-Adam16": real_adam16}
 
 
 def fp16_critic() -> nn.Module:
