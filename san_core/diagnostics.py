@@ -18,29 +18,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-IntOrTuple = Union[int, Sequence[int]]
+# the same argument checks as the SAN constants: one dtype rule and one error wording for both modules
+from .spectrum import IntOrTuple, _as_tuple, _compute_dtype
+
 MiB = 1 << 20
-
-
-def _tuple(value: IntOrTuple, ndim: int, name: str, who: str) -> tuple[int, ...]:
-    out = (int(value),) * ndim if isinstance(value, int) else tuple(int(v) for v in value)
-    if len(out) != ndim or any(v < 1 for v in out):
-        raise ValueError(f"{who}: expected {name} to be a positive int or {ndim} positive ints, got {value!r}")
-    return out
-
-
-def _real_dtype(weight: Tensor, who: str) -> torch.dtype:
-    if weight.is_complex() or not weight.is_floating_point():
-        raise TypeError(f"{who}: expected a real floating-point weight, got dtype {weight.dtype}")
-    if weight.device.type == "meta":
-        raise ValueError(f"{who}: weight is a meta tensor (no values); materialize the model first")
-    return torch.float64 if weight.dtype == torch.float64 else torch.float32
 
 
 def _conv_args(weight: Tensor, input_size: Sequence[int], stride: IntOrTuple, dilation: IntOrTuple, who: str):
@@ -51,9 +38,9 @@ def _conv_args(weight: Tensor, input_size: Sequence[int], stride: IntOrTuple, di
         raise ValueError(f"{who}: expected input_size with {ndim} spatial dims, got {input_size!r}")
     return (
         ndim,
-        _tuple(input_size, ndim, "input_size", who),
-        _tuple(stride, ndim, "stride", who),
-        _tuple(dilation, ndim, "dilation", who),
+        _as_tuple(input_size, ndim, "input_size", who),
+        _as_tuple(stride, ndim, "stride", who),
+        _as_tuple(dilation, ndim, "dilation", who),
     )
 
 
@@ -96,7 +83,7 @@ def _plan(
     transposed: bool,
     who: str,
 ) -> _Plan:
-    rdtype = _real_dtype(weight, who)
+    rdtype = _compute_dtype(weight, who)
     ndim, size, stride_t, dil_t = _conv_args(weight, input_size, stride, dilation, who)
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or weight.shape[0] % groups:
         raise ValueError(f"{who}: groups={groups!r} does not divide the weight of shape {tuple(weight.shape)}")
@@ -203,7 +190,7 @@ def sn_estimate(
     ``P(ω) = W_mat B(ω)`` with ``‖B(ω)‖ ≤ √T``, and ``mean_ω P(ω)P(ω)ᴴ = W_mat W_matᴴ``.
     """
     who = "sn_estimate"
-    rdtype = _real_dtype(weight, who)
+    rdtype = _compute_dtype(weight, who)
     if weight.dim() < 2:
         raise ValueError(f"{who}: expected a weight with >= 2 dims, got shape {tuple(weight.shape)}")
     if not -weight.dim() <= dim < weight.dim():
@@ -243,7 +230,7 @@ def kernel_fourier_maxima(
     (taps beyond the map wrap) and FFT'd in chunks of at most ``max_memory`` bytes of spectrum.
     """
     who = "kernel_fourier_maxima"
-    rdtype = _real_dtype(weight, who)
+    rdtype = _compute_dtype(weight, who)
     ndim, size, stride_t, dil_t = _conv_args(weight, input_size, stride, dilation, who)
     grid = tuple(n * s for n, s in zip(size, stride_t)) if transposed else size
     taps = _taps(weight.shape[2:], dil_t) % torch.tensor(grid, dtype=torch.int64)
