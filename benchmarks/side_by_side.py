@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - t_start
     command = f"{PROG} " + shlex.join(sys.argv[1:] if argv is None else argv)
     invocation = {
-        "command": command, "commit": _measure.git_commit(), "threads": torch.get_num_threads(), "wall_s": wall,
+        "command": command, "commit": _measure.git_commit(), "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "wall_s": wall,
         "cpu_s": time.process_time() - cpu_start, "data_s": t_data, "ref_stats_s": t_ref,
         "load_average": f"{load_before} at start, {_measure.load_average()} at end", **counts, "runs": trained,
     }  # fmt: skip
@@ -216,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         "fid_name": net.fid_name, "is_name": net.is_name, "ref_n": int(ref["n"]), "ref_is": float(ref["is"]),
         "n_eval": sorted({s.n_eval for s in specs}), "classifier_check": check, "real_pixel_std": real_std,
         "metric_note": _metric_note(net, check, ref), "overrides": _overrides(args),
-        "load": invocation["load_average"],
+        # oneDNN/MKL kernels round differently per instruction set: the same run on AVX2 and AVX-512 hosts diverges
+        "load": invocation["load_average"], "cpu_capability": invocation["cpu_capability"],
         "invocations": runlog.keep_invocations(_previous_invocations(out), invocation, results),
     }  # fmt: skip
     shows = write_outputs(out, meta, results)
@@ -266,7 +268,8 @@ def write_outputs(out: Path, meta: dict[str, Any], results: list[dict[str, Any]]
     ]  # fmt: skip
     for i, inv in enumerate(meta["invocations"], 1):
         header.append(
-            f"- invocation {i} (`{inv['command']}`, {inv['commit']}, {inv['threads']} threads): "
+            f"- invocation {i} (`{inv['command']}`, {inv['commit']}, {inv['threads']} threads, "
+            f"CPU kernels {inv.get('cpu_capability', 'not recorded')}): "
             f"{inv['trained']} runs trained, {inv['stopped']} stopped, {inv['skipped']} reused; wall time "
             f"{inv['wall_s']:.0f} s end to end (data {inv['data_s']:.0f} s, reference statistics "
             f"{inv['ref_stats_s']:.0f} s), process CPU time {inv['cpu_s']:.0f} s; load average (1/5/15 min) "
