@@ -4,7 +4,9 @@ Per G step: ``n_dis`` critic steps (each: fresh real batch and fresh z, hinge lo
 ``opt_D.step()``, then SAN's rescale through its optimizer hook), then one generator step with the critic frozen.
 Every random draw comes from generators seeded by the run seed (data order ``seed``, z ``seed+1``, GP's ε
 ``seed+2``, SAN's subsets ``seed``), so all treatments see the same data and noise streams, and a resumed run
-continues bit for bit.
+continues bit for bit on the same kind of CPU/GPU (other kernels, e.g. AVX2 vs AVX-512 oneDNN, round differently
+and the runs drift apart; report headers name the CPU kernels). Evaluation touches no training state, so the
+evaluation schedule and the step budget do not change the trained weights (tests/test_gan_determinism.py).
 """
 
 from __future__ import annotations
