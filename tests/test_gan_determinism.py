@@ -14,22 +14,16 @@ from typing import Any
 
 import pytest
 import torch
+from test_side_by_side import _spec  # the tiny CNN run spec of the resume test
 
 from benchmarks.gan import metrics
 from benchmarks.gan.critic_probe import critic_scale
 from benchmarks.gan.data import Sampler, load_cifar10
 from benchmarks.gan.feature_nets import make_feature_net
-from benchmarks.gan.setups import get_setup
-from benchmarks.gan.train import Run, RunSpec, _probe_batch, train_run
-from benchmarks.gan.treatments import parse_treatment
+from benchmarks.gan.train import Run, _probe_batch, train_run
 
 N = 4  # generator steps compared
 CPU = torch.device("cpu")
-
-
-def _spec(treatment: str, steps: int, eval_every: int) -> RunSpec:
-    return RunSpec(get_setup("cnn", 16, 8), parse_treatment(treatment), seed=0, steps=steps, batch=4,
-                   eval_every=eval_every, n_eval=16, eval_batch=16, ckpt_every=100, log_every=1)  # fmt: skip
 
 
 def _assert_same(a: Any, b: Any, where: str) -> None:

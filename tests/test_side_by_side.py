@@ -229,9 +229,9 @@ def test_sparsity_gains_treatment_sets_measured_gains_and_rescales():
 
 
 # ------------------------------------------------------------------------------------------ training
-def _spec(treatment: str, steps: int = 3) -> RunSpec:
+def _spec(treatment: str, steps: int = 3, eval_every: int = 2) -> RunSpec:
     return RunSpec(get_setup("cnn", 16, 8), parse_treatment(treatment), seed=0, steps=steps, batch=4,
-                   eval_every=2, n_eval=16, eval_batch=16, ckpt_every=100, log_every=1)  # fmt: skip
+                   eval_every=eval_every, n_eval=16, eval_batch=16, ckpt_every=100, log_every=1)  # fmt: skip
 
 
 @pytest.mark.parametrize("treatment", ["san", "sn:2", "gp", "san-gains", "san-scaled"])
