@@ -73,6 +73,7 @@ class SyncFreeEngine:
         self._compiled: Optional[Callable[[list[Optional[Tensor]]], list[Tensor]]] = None
         self._graph: Any = None
         self._graph_out: list[Tensor] = []
+        self._graph_subsets: list[Optional[Tensor]] = []  # the captured step's index buffers, refilled per replay
 
     # ------------------------------------------------------------------------------------------ plans
     def _key(self, name: str) -> tuple:
@@ -102,7 +103,7 @@ class SyncFreeEngine:
             self.by_device.setdefault(entry.weight.device, []).append(entry)
         self.counters = {d: self.flags.ensure(d, [e.name for e in es]) for d, es in self.by_device.items()}
         self.tails = {d: _tail(d, es) for d, es in self.by_device.items()}
-        self._compiled, self._graph, self._graph_out = None, None, []
+        self._compiled, self._graph, self._graph_out, self._graph_subsets = None, None, [], []
 
     def _entry(self, name: str) -> _Entry:
         layer = self.san.layers[name]
@@ -267,10 +268,18 @@ class SyncFreeEngine:
         return dict(zip(self.entries, values))
 
     def _graph_step(self, subsets: list[Optional[Tensor]]) -> list[Tensor]:
-        """Replay the captured step; capture it first (after this call's real step, run on a side stream)."""
+        """Replay the captured step; capture it first (after this call's real step, run on a side stream).
+
+        Kernel subsets (``filter_ratio < 1``) are drawn on the host as on every path (same generator, same order)
+        and copied, on the current stream, into the fixed index buffers the graph reads: a replay sees this
+        step's subsets, and the draws equal the eager path's."""
         if self._graph is not None:
+            for static, new in zip(self._graph_subsets, subsets):
+                if static is not None and new is not None:
+                    static.copy_(new, non_blocking=True)
             self._graph.replay()
             return [c.clone() for c in self._graph_out]
+        static_subsets = [None if s is None else s.clone() for s in subsets]
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
@@ -278,6 +287,6 @@ class SyncFreeEngine:
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            self._graph_out = self.core(subsets)  # recorded, not run
-        self._graph = graph
+            self._graph_out = self.core(static_subsets)  # recorded, not run
+        self._graph, self._graph_subsets = graph, static_subsets
         return values

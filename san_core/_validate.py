@@ -53,7 +53,7 @@ def check_config(
         raise bad("seed", "to be an int", seed)
 
 
-def check_sync_options(sync_free: Optional[bool], compile_step: bool, cuda_graph: bool, filter_ratio: float) -> None:
+def check_sync_options(sync_free: Optional[bool], compile_step: bool, cuda_graph: bool) -> None:
     for key, value in (("sync_free", sync_free), ("compile_step", compile_step), ("cuda_graph", cuda_graph)):
         if not isinstance(value, bool) and not (key == "sync_free" and value is None):
             expected = "None or a bool" if key == "sync_free" else "a bool"
@@ -62,10 +62,6 @@ def check_sync_options(sync_free: Optional[bool], compile_step: bool, cuda_graph
         raise ValueError("SAN: compile_step/cuda_graph compile the sync-free step; they need sync_free=None or True")
     if cuda_graph and not torch.cuda.is_available():
         raise ValueError("SAN: cuda_graph=True needs CUDA, but torch.cuda.is_available() is False")
-    if cuda_graph and filter_ratio < 1:
-        raise ValueError(
-            f"SAN: cuda_graph=True needs filter_ratio=1 (subsets are drawn on the host), got {filter_ratio}"
-        )
 
 
 def check_form(form: str) -> None:

@@ -78,7 +78,9 @@ class SAN(InputSizes, EagerPath):
             at once, changing nothing.
         compile_step: run the sync-free step through ``torch.compile(fullgraph=True)``.
         cuda_graph: capture the sync-free step into a CUDA graph after its warm-up and replay it
-            (re-captured when a size, dtype or device changes); CUDA weights and ``filter_ratio=1`` only.
+            (re-captured when a size, dtype or device changes); CUDA weights only. With ``filter_ratio < 1``
+            the kernel subsets are still drawn on the host (the same draws as without the graph) and copied
+            into the graph's fixed index buffers before each replay.
 
     Attributes:
         config: every option above except the layer selection and the size sources (``targets``, ``exclude``,
@@ -118,7 +120,7 @@ class SAN(InputSizes, EagerPath):
             interval, filter_ratio, gain, stride_mode, eps, linear_method, n_power_iter, method, max_memory, seed
         )
         check_form(form)
-        check_sync_options(sync_free, compile_step, cuda_graph, filter_ratio)
+        check_sync_options(sync_free, compile_step, cuda_graph)
         self.module = unwrap_model(module)
         self.config: dict[str, Any] = dict(
             interval=interval,
