@@ -46,7 +46,9 @@ class BigGANCheckout:
     def owns(self, module: types.ModuleType) -> bool:
         """Whether ``module`` was loaded from this checkout."""
         file = getattr(module, "__file__", None)
-        return bool(file) and Path(file).resolve().is_relative_to(self.root)
+        if not file:
+            return False
+        return Path(file).resolve().is_relative_to(self.root)
 
     def activate(self) -> None:
         """Put the checkout first on ``sys.path`` and apply the import fixes BigGAN needs on new stacks."""

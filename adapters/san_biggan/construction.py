@@ -64,6 +64,7 @@ def check_model_module(model_module: types.ModuleType) -> tuple[type, types.Modu
             f"model module {name!r}: expected Discriminator.__init__ to see a 'layers' module with "
             f"SNConv2d/SNLinear/SNEmbedding (BigGAN-PyTorch layout), got {layers!r} missing {missing}"
         )
+    assert init is not None  # it has the __globals__ that gave `layers`, a module (checked above)
     if "D_param" not in inspect.signature(init).parameters:
         raise SANBigGANError(f"model module {name!r}: expected Discriminator.__init__ to take D_param, it does not")
     return cls, layers
@@ -103,7 +104,7 @@ def install(
         bound.arguments["D_param"] = "SN"
         with _layers_view(original.__globals__, record.options.layers):
             original(*bound.args, **bound.kwargs)
-        self.D_param = "SAN"
+        self.D_param = "SAN"  # type: ignore[assignment]  # upstream D's str attribute (Module.__setattr__ stub)
         _finish(self, record)
 
     setattr(__init__, _MARK, original)
@@ -126,7 +127,8 @@ def _finish(D: nn.Module, record: ConstructionPatch) -> None:
     optim = D.__dict__.get("optim")
     if not isinstance(optim, torch.optim.Optimizer):
         raise SANBigGANError(f"{record.cls.__qualname__}: expected __init__ to create D.optim, got {optim!r}")
-    D.san = BigGANSAN(D, names, record.options, example_input=default_example_input(D))
-    D.san.attach(optim)
+    san = BigGANSAN(D, names, record.options, example_input=default_example_input(D))
+    D.san = san  # type: ignore[assignment]  # plain attribute of the upstream D; Module.__setattr__ stub: Tensor/Module
+    san.attach(optim)
     if record.verbose:
-        print(D.san.report(), flush=True)
+        print(san.report(), flush=True)

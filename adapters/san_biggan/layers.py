@@ -10,7 +10,7 @@ it, so BigGAN's ``utils.get_SVs`` (every state-dict key containing ``"sv"``) log
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, TypedDict, Union, cast
 
 import torch
 from torch import Tensor, nn
@@ -75,7 +75,7 @@ class SANConv2d(SANLayer, nn.Conv2d):
         num_svs: int = 1,
         num_itrs: int = 1,
         eps: float = 1e-12,
-        padding_mode: str = "circular",
+        padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "circular",
         device: Any = None,
         dtype: Optional[torch.dtype] = None,
     ) -> None:
@@ -149,6 +149,18 @@ class SANEmbedding(SANLayer, nn.Embedding):
         self._init_san(num_svs, num_itrs, eps, device)
 
 
+class _SNKwargs(TypedDict):
+    """The SN-bookkeeping keyword arguments every SAN layer takes."""
+
+    num_svs: int
+    num_itrs: int
+    eps: float
+    device: Any
+
+
+#: A SAN layer as the module it also is.
+SANModule = Union[SANConv2d, SANLinear, SANEmbedding]
+
 SAN_CLASSES: dict[str, type] = {"conv": SANConv2d, "linear": SANLinear, "embedding": SANEmbedding}
 SAN_LAYER_TYPES: tuple[type, ...] = (SANConv2d, SANLinear, SANEmbedding)
 
@@ -180,7 +192,7 @@ def is_ajbrock_sn(layer: nn.Module) -> bool:
     )
 
 
-def san_layer_from(layer: nn.Module) -> SANLayer:
+def san_layer_from(layer: nn.Module) -> SANModule:
     """A SAN layer holding the *same* ``weight``/``bias`` Parameter objects as the SN ``layer``.
 
     Built on the meta device first, so no memory is allocated and no random numbers are drawn.
@@ -188,42 +200,46 @@ def san_layer_from(layer: nn.Module) -> SANLayer:
     kind = layer_kind(layer)
     if kind is None or not is_ajbrock_sn(layer):
         raise TypeError(f"san_layer_from: expected an ajbrock-style SN layer, got {type(layer).__name__}")
-    common = dict(
-        num_svs=int(layer.num_svs),
+    common = _SNKwargs(
+        num_svs=int(cast(int, layer.num_svs)),
         num_itrs=int(getattr(layer, "num_itrs", getattr(layer, "num_iters", 1))),
         eps=float(getattr(layer, "eps", 1e-12)),
         device="meta",
     )
-    new: nn.Module
+    new: SANModule
     if kind == "conv":
+        conv = cast(nn.Conv2d, layer)  # 2-D conv: its size attributes are pairs
         new = SANConv2d(
-            layer.in_channels,
-            layer.out_channels,
-            layer.kernel_size,
-            layer.stride,
-            layer.padding,
-            layer.dilation,
-            layer.groups,
-            layer.bias is not None,
+            conv.in_channels,
+            conv.out_channels,
+            cast(tuple[int, int], conv.kernel_size),
+            cast(tuple[int, int], conv.stride),
+            cast(Union[tuple[int, int], str], conv.padding),
+            cast(tuple[int, int], conv.dilation),
+            conv.groups,
+            conv.bias is not None,
             **common,
         )
     elif kind == "linear":
-        new = SANLinear(layer.in_features, layer.out_features, layer.bias is not None, **common)
+        linear = cast(nn.Linear, layer)
+        new = SANLinear(linear.in_features, linear.out_features, linear.bias is not None, **common)
     else:
+        emb = cast(nn.Embedding, layer)
         new = SANEmbedding(
-            layer.num_embeddings,
-            layer.embedding_dim,
-            layer.padding_idx,
-            layer.max_norm,
-            layer.norm_type,
-            layer.scale_grad_by_freq,
-            layer.sparse,
+            emb.num_embeddings,
+            emb.embedding_dim,
+            emb.padding_idx,
+            emb.max_norm,
+            emb.norm_type,
+            emb.scale_grad_by_freq,
+            emb.sparse,
             **common,
         )
-    new._parameters["weight"] = layer.weight
+    # is_ajbrock_sn checked: weight is a Parameter, bias a Parameter or None, sv0 a registered tensor.
+    new._parameters["weight"] = cast(nn.Parameter, layer.weight)
     if "bias" in new._parameters:
-        new._parameters["bias"] = layer.bias
-    sv0 = layer._buffers["sv0"]
+        new._parameters["bias"] = cast(Optional[nn.Parameter], layer.bias)
+    sv0 = cast(Tensor, layer._buffers["sv0"])
     new._buffers["sv0"] = torch.ones(1, device=sv0.device, dtype=sv0.dtype)
     new.train(layer.training)
-    return new  # type: ignore[return-value]
+    return new

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, cast
 
 import torch
 from torch import Tensor, nn
@@ -115,7 +115,7 @@ class BigGANSAN:
         low_precision: dict[str, Tensor] = {}
         with torch.no_grad():
             for name, master in masters.items():  # SAN computes the master's constant and divides the master
-                weight = self.san.layers[name].weight
+                weight = cast(Tensor, self.san.layers[name].weight)
                 low_precision[name], weight.data = weight.data, master
         try:
             constants = self.san.normalize_(force=force)
@@ -125,14 +125,14 @@ class BigGANSAN:
                     self.san.layers[name].weight.data = data
                     data.copy_(masters[name])
         for name, constant in constants.items():
-            self.san.layers[name].record_constant_(constant)  # type: ignore[operator]
+            cast(SANLayer, self.san.layers[name]).record_constant_(constant)  # __init__ checked: SAN layers
         return constants
 
     def _masters(self) -> dict[str, Tensor]:
         """``{layer: fp32 master copy}`` for the SAN layers whose weight an attached optimizer keeps one of."""
         out = {}
         for name, layer in self.san.layers.items():
-            weight = layer.weight
+            weight = cast(Tensor, layer.weight)
             for optimizer in self.optimizers:
                 state = optimizer.state.get(weight)
                 for key in MASTER_COPY_KEYS:

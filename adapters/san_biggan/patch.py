@@ -8,7 +8,7 @@ back; SN is invariant to the scale SAN changed (``W/σ(W)``), so the SN D comput
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
@@ -54,7 +54,7 @@ class DiscriminatorPatch:
 _MISSING = object()
 
 
-def restore_modules(root: nn.Module, modules: dict[str, nn.Module]) -> None:
+def restore_modules(root: nn.Module, modules: Mapping[str, nn.Module]) -> None:
     """Set each dotted ``name`` under ``root`` to the given module object."""
     for name, module in modules.items():
         parent_name, _, child = name.rpartition(".")

@@ -28,7 +28,7 @@ class SVLogHook:
 
     def remove(self) -> None:
         if self.original is not None and getattr(getattr(self.utils, "get_SVs", None), _MARK, None) is self.original:
-            self.utils.get_SVs = self.original
+            self.utils.get_SVs = self.original  # type: ignore[attr-defined]  # upstream utils module, unseen by mypy
 
 
 def install(utils: types.ModuleType) -> SVLogHook:
@@ -45,5 +45,5 @@ def install(utils: types.ModuleType) -> SVLogHook:
         return original(net, prefix, *args, **kwargs)
 
     setattr(get_SVs, _MARK, original)
-    utils.get_SVs = get_SVs
+    utils.get_SVs = get_SVs  # type: ignore[attr-defined]  # upstream utils module, unseen by mypy
     return SVLogHook(utils, original)
