@@ -27,10 +27,11 @@ import os
 import warnings
 import weakref
 from collections.abc import Mapping
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrize import ParametrizationList
 
 from san_core import SAN, unwrap_model
 
@@ -69,12 +70,14 @@ def san_of_state_dict(state_dict: Any) -> Optional[SAN]:
 
 def _raw_weights(san: SAN) -> list[tuple[str, Any]]:
     """``(state-dict key, Parameter)`` of each SAN layer's trained weight (``W``, or the raw ``W`` of ``W / s``)."""
-    out = []
+    out: list[tuple[str, torch.Tensor]] = []
     for name, layer in san.layers.items():
         if name in san.scales:  # form="reparametrize"
-            out.append((f"{name}.parametrizations.weight.original", layer.parametrizations.weight.original))
+            parametrizations = cast(nn.ModuleDict, layer.parametrizations)  # torch.nn.utils.parametrize
+            original = cast(ParametrizationList, parametrizations.weight).original
+            out.append((f"{name}.parametrizations.weight.original", original))
         else:
-            out.append((f"{name}.weight", layer.weight))
+            out.append((f"{name}.weight", cast(torch.Tensor, layer.weight)))
     return out
 
 
@@ -104,9 +107,10 @@ def wrap_save_model(original: Callable) -> Callable:
     def save_model(*args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(*args, **kwargs)
         states = bound.arguments.get("states")
-        san = san_of_state_dict(states.get("state_dict")) if isinstance(states, Mapping) else None
-        if san is not None:
-            bound.arguments["states"] = {**states, SAN_STATE_KEY: san.state_dict()}
+        if isinstance(states, Mapping):
+            san = san_of_state_dict(states.get("state_dict"))
+            if san is not None:
+                bound.arguments["states"] = {**states, SAN_STATE_KEY: san.state_dict()}
         return original(*bound.args, **bound.kwargs)
 
     return save_model
@@ -175,7 +179,8 @@ def restore_san_state(
     elif not isinstance(state, Mapping):
         problem = f"has no SAN state ({SAN_STATE_KEY!r}), e.g. it comes from an apply_d_sn run"
     else:
-        saved = state.get("config") if isinstance(state.get("config"), Mapping) else {}
+        config = state.get("config")
+        saved = config if isinstance(config, Mapping) else {}
         differ = {k: (v, san.config[k]) for k, v in saved.items() if k != "seed" and san.config.get(k, v) != v}
         try:
             san.load_state_dict({**state, "config": dict(san.config)})

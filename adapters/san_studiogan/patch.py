@@ -76,6 +76,7 @@ def _check_host(
                 f"san_studiogan.install: expected StudioGAN's src/{name}, got module {module.__name__!r} "
                 f"({getattr(module, '__file__', None)}) without {function}"
             )
+    assert cls is not None  # a missing Configurations raised above
     return cls
 
 
@@ -217,12 +218,14 @@ def _wrap_loader(original: Callable) -> Callable:
         MODEL, MODULES = arguments.get("MODEL"), arguments.get("MODULES")
         if getattr(MODULES, "d_san", None) is None:
             return original(*args, **kwargs)
-        previous = MODEL.apply_d_sn
-        MODEL.apply_d_sn = True  # D gets SN's architecture; its layers come from the SAN builders
+        # MODEL: StudioGAN's config namespace, which StudioGAN always passes (mypy sees `.get`'s None).
+        previous = MODEL.apply_d_sn  # type: ignore[union-attr]
+        # D gets SN's architecture; its layers come from the SAN builders
+        MODEL.apply_d_sn = True  # type: ignore[union-attr]
         try:
             return original(*args, **kwargs)
         finally:
-            MODEL.apply_d_sn = previous
+            MODEL.apply_d_sn = previous  # type: ignore[union-attr]
 
     return load_generator_discriminator
 

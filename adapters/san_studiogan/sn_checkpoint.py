@@ -14,7 +14,7 @@ and ``s`` keeps the SAN D's own value (SAN sets it at its next normalization).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import torch
 from torch import nn
@@ -67,14 +67,15 @@ def remap_optimizer_state(
     groups = saved.get("param_groups") if isinstance(saved, Mapping) else None
     if None in current or len(optimizer.param_groups) != 1 or not isinstance(groups, list) or len(groups) != 1:
         return "expected one parameter group holding D's parameters in the checkpoint and in d_optimizer"
-    wanted = set(current)
+    current_names = cast(list[str], current)  # no None (checked above)
+    wanted = set(current_names)
     sn_order = [k for k in sn_keys if k in wanted]
     saved_ids = list(groups[0]["params"])
-    if sorted(sn_order) != sorted(current) or len(saved_ids) != len(sn_order):
-        return f"it holds {len(saved_ids)} parameters, d_optimizer {len(current)} with other names"
+    if sorted(sn_order) != sorted(current_names) or len(saved_ids) != len(sn_order):
+        return f"it holds {len(saved_ids)} parameters, d_optimizer {len(current_names)} with other names"
     index = dict(zip(sn_order, saved_ids))
     state: dict[int, Any] = {}
-    for i, (name, param) in enumerate(zip(current, params)):
+    for i, (name, param) in enumerate(zip(current_names, params)):
         entry = saved["state"].get(index[name])
         if entry is None:
             continue
