@@ -116,8 +116,8 @@ def install(
 
     def first_step(original: Callable) -> Callable:
         def wrapper(self: Any, data: Any) -> Any:
-            model = getattr(self, "pix2pix_model_on_one_gpu", None)
-            session = session_for(model.netD) if getattr(model, "netD", None) is not None else None
+            netD = getattr(getattr(self, "pix2pix_model_on_one_gpu", None), "netD", None)
+            session = session_for(netD) if netD is not None else None
             if session is not None and not session.started:
                 print(session.start(tuple(data["image"].shape[-2:])), flush=True)
             return original(self, data)
@@ -126,8 +126,8 @@ def install(
 
     def get_latest_losses(original: Callable) -> Callable:
         def wrapper(self: Any) -> Any:
-            model = getattr(self, "pix2pix_model_on_one_gpu", None)
-            session = session_for(model.netD) if getattr(model, "netD", None) is not None else None
+            netD = getattr(getattr(self, "pix2pix_model_on_one_gpu", None), "netD", None)
+            session = session_for(netD) if netD is not None else None
             if session is not None:
                 session.san.check()  # one host sync, at SPADE's logging interval
             return original(self)

@@ -40,8 +40,8 @@ _SN_SUFFIXES = (
     "parametrizations.weight.0._u",
     "parametrizations.weight.0._v",
 )
-_MATH_KEYS = ("filter_ratio", "gain", "include_first_last", "drop_instance_norm", "circular_padding", "interval")
-_MATH_KEYS += ("seed", "stride_mode", "exclude", "form")
+_MATH_KEYS: tuple[str, ...] = ("filter_ratio", "gain", "include_first_last", "drop_instance_norm")
+_MATH_KEYS += ("circular_padding", "interval", "seed", "stride_mode", "exclude", "form")
 _REPARAM = "parametrizations.weight."
 _SESSIONS: weakref.WeakKeyDictionary[nn.Module, SpadeSAN] = weakref.WeakKeyDictionary()
 
@@ -146,8 +146,8 @@ class SpadeSAN:
         lines.append(f"  {'layer':<34} {'weight shape':<18} {'input':<10} {what}")
         for row in rows:
             size = "x".join(map(str, row["input_size"])) if row["input_size"] else "?"
-            value = constants.get(row["name"]) if constants else None
-            value = row["constant"] if value is None else float(value)
+            constant = constants.get(row["name"]) if constants else None
+            value = row["constant"] if constant is None else float(constant)
             shown = "-" if value is None else f"{value:.6g}"
             notes = []
             if row["name"] in self.plan.spectral_norm:
@@ -234,7 +234,9 @@ def patch_discriminator(netD: nn.Module, options: Optional[SanSpadeOptions] = No
     for norm_name in plan.norms_to_drop.values():
         parent_name, _, key = norm_name.rpartition(".")
         parent = named[parent_name] if parent_name else inner
-        session._dropped.append((parent, key, parent._modules[key]))
+        norm = parent._modules[key]
+        assert norm is not None  # plan_layers found an InstanceNorm module there
+        session._dropped.append((parent, key, norm))
         parent._modules[key] = nn.Identity()
     session._load_hook = inner.register_load_state_dict_pre_hook(session._convert_sn_keys)
     _SESSIONS[inner] = session
