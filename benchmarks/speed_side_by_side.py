@@ -89,6 +89,14 @@ class Bench:
         fn()
         return 1e3 * (time.perf_counter() - t0)
 
+    def sample(self, device: torch.device) -> None:
+        """Time one update; with ``interval > 1`` also one forced rescale (amortized in :meth:`per_step_ms`)."""
+        self.times.append(self.timed(self.step, device))
+        if self.treatment.interval > 1:
+            san = self.applied.san
+            assert san is not None
+            self.norm_times.append(self.timed(lambda: san.normalize_(force=True), device))
+
     def per_step_ms(self) -> float:
         step = statistics.median(self.times)
         if self.treatment.interval > 1:  # amortized: a step without rescale + one rescale every N steps
@@ -106,32 +114,45 @@ def bench_critic(
     deadline: float | None = None,
     profile_memory: bool = True,
     build: Callable[[], nn.Module] | None = None,
+    errors: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Interleaved timing of ``treatments`` on critic ``name`` (``shape``: input without batch, default the
     critic's own); stops after the round in which ``time.perf_counter()`` passes ``deadline`` (≥ 1 round);
     ``profile_memory=False`` skips the (slow on CPU) peak-memory step (``mib`` is then ``None``); ``build``
-    replaces the critic's constructor (e.g. ``UNetCritic`` where BasicSR must not be imported)."""
+    replaces the critic's constructor (e.g. ``UNetCritic`` where BasicSR must not be imported). ``errors``: when
+    given, a treatment that raises (set-up, warm-up or a timed step) is dropped and its error recorded there,
+    and the others are still timed; otherwise the error propagates."""
     make, default_shape, *_ = CRITICS[name]
     shape = shape or default_shape
     torch.manual_seed(0)
     base = (build or make)().to(device)
     real = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(1)).to(device)
     fake = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(2)).to(device)
-    benches = {key: Bench(base, key, real, fake, TARGETS.get(name)) for key in treatments}
+    benches: dict[str, Bench] = {}
     memory = {}
-    for key, b in benches.items():
-        b.step()  # warm-up (SAN's first-forward rescale, allocator, caches)
-        memory[key] = _measure.peak_extra_mib(b.step, device)[1] if profile_memory else None
+
+    def guarded(key: str, fn: Callable[[], Any]) -> None:
+        if errors is None:
+            fn()
+            return
+        try:
+            fn()
+        except Exception as err:  # recorded; the other treatments are still timed
+            errors[key] = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
+            benches.pop(key, None)
+
+    for key in treatments:
+
+        def set_up(key: str = key) -> None:
+            b = benches[key] = Bench(base, key, real, fake, TARGETS.get(name))
+            b.step()  # warm-up (SAN's first-forward rescale, allocator, caches, a CUDA graph's capture)
+            memory[key] = _measure.peak_extra_mib(b.step, device)[1] if profile_memory else None
+
+        guarded(key, set_up)
     bar = _measure.Progress(rounds)
     for r in range(rounds):
-        for b in benches.values():
-            if b.treatment.interval > 1:
-                b.times.append(b.timed(b.step, device))
-                san = b.applied.san
-                assert san is not None
-                b.norm_times.append(b.timed(lambda san=san: san.normalize_(force=True), device))
-            else:
-                b.times.append(b.timed(b.step, device))
+        for key, b in list(benches.items()):
+            guarded(key, lambda b=b: b.sample(device))
         bar.step(f"{name} round {r + 1}/{rounds}")
         if deadline is not None and time.perf_counter() > deadline:
             break

@@ -36,7 +36,8 @@ class Treatment:
     by a fixed scalar α chosen at initialization so that its mean ``|D(x)|`` on the real probe images equals the SN
     critic's with the same initial weights (:mod:`benchmarks.gan.calibrate`; with Adam this is the hinge margin
     moved from 1 to 1/α); ``d_lr_scale``: the critic's Adam learning rate is the setup's times this; ``loss``:
-    ``"hinge"`` or ``"ns"`` (the non-saturating loss, :mod:`benchmarks.gan.losses`)."""
+    ``"hinge"`` or ``"ns"`` (the non-saturating loss, :mod:`benchmarks.gan.losses`); ``cuda_graph``: SAN's
+    sync-free step replayed from a CUDA graph (speed only; CUDA weights)."""
 
     key: str
     label: str
@@ -50,6 +51,7 @@ class Treatment:
     calibrate_output: bool = False
     d_lr_scale: float = 1.0
     loss: str = "hinge"
+    cuda_graph: bool = False
 
 
 BASE = {
@@ -61,6 +63,8 @@ BASE = {
     "san-r25": Treatment("san-r25", "SAN r=0.25 (Eq. 9 g)", "san", filter_ratio=0.25),
     # The authors' released form (kligvasser/SANGAN sparse.py): forward with W / s, s recomputed after each step.
     "san-reparam": Treatment("san-reparam", "SAN reparametrized (W/s)", "san", form="reparametrize"),
+    # The sync-free step captured into a CUDA graph (SAN(cuda_graph=True)): one replay per normalization; CUDA only.
+    "san-graph": Treatment("san-graph", "SAN, CUDA graph", "san", cuda_graph=True),
     # Beyond the paper (its future-work idea): g_l = clip(√(ρ_l/ρ_min), 1, σ₁/‖W‖₀,∞), ρ = effective density.
     "san-gains": Treatment("san-gains", "SAN + sparsity gains (experimental)", "san", sparsity_gains=True),
     # Diagnosis ablations (issue 12), each testing one explanation of SAN's collapse; SN is never changed.
@@ -215,6 +219,8 @@ def apply_treatment(
                 raise ValueError(f"treatment {treatment.key!r}: this san_core's SAN has no form= option (needs "
                                  "form='reparametrize')")  # fmt: skip
             extra["form"] = treatment.form
+        if treatment.cuda_graph:
+            extra["cuda_graph"] = True
         applied.san = san_core.apply_san(
             critic, targets, interval=treatment.interval, filter_ratio=treatment.filter_ratio, seed=seed,
             example_input=example, normalize_at_first_forward=True, **extra,

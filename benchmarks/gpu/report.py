@@ -98,14 +98,18 @@ def _speed(s: Any, out: Path) -> list[str]:
     lines += [f"Timer: {s['timer']}; interleaved rounds; median ms (× none). {s.get('note', '')}", "",
               "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
     bars: dict[str, list[float]] = {}
+    failed: list[str] = []
     for name, c in s["critics"].items():
         if c.get("status") != "ok":
             lines.append(f"| {name} | — | {c.get('status')} |" + " |" * (len(keys) - 1))
             continue
         res = c["treatments"]
-        lines.append("| " + " | ".join([name, str(c["batch"]), *(f"{fmt_ms(res[k]['ms'])} ({res[k]['x_none']:.2f}×)"
-                                                                  for k in keys)]) + " |")  # fmt: skip
-        bars[name] = [res[k]["x_none"] for k in keys]
+        cells = [f"{fmt_ms(res[k]['ms'])} ({res[k]['x_none']:.2f}×)" if k in res else "failed" for k in keys]
+        lines.append("| " + " | ".join([name, str(c["batch"]), *cells]) + " |")
+        bars[name] = [res[k]["x_none"] if k in res else float("nan") for k in keys]
+        failed += [f"- {name} / {k}: {e}" for k, e in c.get("errors", {}).items()]
+    if failed:
+        lines += ["", "Treatments that failed (the others were timed):", "", *failed]
     if bars:
         _plot_speed(bars, keys, out / "speed.png")
         lines += ["", "![speed](speed.png)"]

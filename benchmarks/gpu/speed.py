@@ -3,7 +3,8 @@
 (wall time on CPU), ratios to "none", peak extra memory per update (not in the smoke run: the CPU profiler is slow).
 
 Reuses :func:`benchmarks.speed_side_by_side.bench_critic`; each critic is time-boxed and recorded as it
-finishes, and a critic that fails is recorded without stopping the others. The U-Net is
+finishes, and a critic or a treatment that fails is recorded without stopping the others. On CUDA the list adds
+``san-graph`` (``SAN(cuda_graph=True)``: the normalization as one graph replay). The U-Net is
 :class:`~benchmarks.gan.critics_extra.UNetCritic` (torch only; the same layers and forward as BasicSR's, a test
 checks), and is left out of the smoke run (one update on a CPU is seconds even at 64×64).
 """
@@ -26,16 +27,18 @@ SMOKE_BATCH = {"sngan_cnn": 2, "resnet": 1, "spade": 1, "esrgan": 1}
 SMOKE_SHAPE = {"spade": (39, 32, 64)}
 
 
-def treatments() -> list[str]:
+def treatments(device: torch.device) -> list[str]:
+    """The compared treatments; on CUDA also SAN with its step replayed from a CUDA graph (``san-graph``)."""
     base = ["none", "sn", "gp", "san", "san-every100", "san-r25"]
-    return [*base, "san-reparam"] if supports_form() else base
+    base = [*base, "san-reparam"] if supports_form() else base
+    return [*base, "san-graph"] if device.type == "cuda" else base
 
 
 def run(
     device: torch.device, smoke: bool, budget_s: float, rounds: int, record: Callable[[dict[str, Any]], None]
 ) -> dict[str, Any]:
     """Time every critic within ``budget_s``; ``record(partial)`` after each one."""
-    keys = treatments()
+    keys = treatments(device)
     out: dict[str, Any] = {
         "treatments": keys, "timer": "CUDA events" if device.type == "cuda" else "wall clock (CPU)", "critics": {},
         "note": "" if supports_form() else "SAN reparametrized skipped: this san_core.SAN has no form= option",
@@ -51,11 +54,12 @@ def run(
         shape = SMOKE_SHAPE.get(name) if smoke else None
         deadline = time.perf_counter() + left / (len(names) - i)  # an equal share of what is left
         t0 = time.perf_counter()
+        errors: dict[str, str] = {}  # a treatment that fails is recorded; the others are still timed
         try:
             res = bench_critic(name, device, batch, rounds, keys, shape=shape, deadline=deadline,
-                               profile_memory=not smoke, build=BUILD.get(name))  # fmt: skip
+                               profile_memory=not smoke, build=BUILD.get(name), errors=errors)  # fmt: skip
             out["critics"][name] = {"status": "ok", "batch": batch, "shape": list(shape) if shape else None,
-                                    "treatments": res, "verdicts": verdicts(res)}  # fmt: skip
+                                    "treatments": res, "verdicts": verdicts(res), "errors": errors}  # fmt: skip
         except Exception as err:  # recorded; the other critics still run
             out["critics"][name] = {"status": f"error: {type(err).__name__}: {str(err).splitlines()[0]}"}
         out["critics"][name]["seconds"] = round(time.perf_counter() - t0, 1)
