@@ -75,7 +75,9 @@ def guard(
 ) -> tuple[Tensor, Tensor]:
     """``(bad, safe divisors)``: a layer is bad when its weight or constant is not finite (its divisor is then 1);
     the flags are added to ``counter``. A tensor is finite iff ``‖0·w‖₂ = 0`` (``0·(±inf) = NaN``; no overflow
-    possible, unlike ``‖w‖``): one foreach product and one foreach norm for all weights."""
+    possible, unlike ``‖w‖``): one foreach product and one foreach norm for all weights. (``max|w|`` through
+    ``_foreach_norm(w, inf)`` would skip the temporary ``0·w``, but whether a max reduction propagates NaN has
+    varied across torch versions and devices; sums always propagate it.)"""
     bad_weight = torch.stack(torch._foreach_norm(torch._foreach_mul(weights, 0), 2)).ne(0)
     bad_constant = constants.mul(0).ne(0)
     bad = bad_weight | bad_constant
