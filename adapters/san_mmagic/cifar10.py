@@ -52,7 +52,8 @@ def read_image_folder(folder: str) -> tuple[np.ndarray, list[int]]:
 
 def read_pickles(folder: str, split: str) -> tuple[np.ndarray, list[int]]:
     """torchvision's ``cifar-10-batches-py`` batches of ``split`` as (N, 32, 32, 3) RGB uint8 and labels."""
-    data, labels = [], []
+    data: list[np.ndarray] = []
+    labels: list[int] = []
     for name in PICKLES[split]:
         with open(os.path.join(folder, name), "rb") as handle:
             entry = pickle.load(handle, encoding="latin1")

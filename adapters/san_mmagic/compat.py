@@ -154,7 +154,7 @@ def allow_cpu_distributed(cfg: Any) -> bool:
 
     if torch.cuda.is_available():
         return False
-    torch.cuda.set_device = lambda device: None  # type: ignore[assignment]
+    torch.cuda.set_device = lambda device: None
     env_cfg = cfg.setdefault("env_cfg", {})
     env_cfg.setdefault("dist_cfg", {})["backend"] = "gloo"
     wrapper = cfg.get("model_wrapper_cfg")

@@ -32,7 +32,7 @@ Lifecycle (MMEngine calls ``before_run`` -> weight init -> load/resume -> ``befo
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import torch
 from mmengine.hooks import Hook, LoggerHook
@@ -58,7 +58,8 @@ DEFAULT_LOG_INTERVAL = 50
 
 def find_submodule(model: nn.Module, path: str) -> nn.Module:
     """``model.<path>`` with model wrappers removed at every level (the MMEngine idiom, ``is_model_wrapper``)."""
-    inner = model.module if is_model_wrapper(model) else model
+    # a model wrapper holds the wrapped nn.Module as .module
+    inner = cast(nn.Module, model.module) if is_model_wrapper(model) else model
     sub: nn.Module = inner
     for part in path.split("."):
         child = sub._modules.get(part) if isinstance(sub, nn.Module) else None
@@ -67,7 +68,7 @@ def find_submodule(model: nn.Module, path: str) -> nn.Module:
                 f"SANHook: model {type(inner).__name__} has no submodule {path!r}; its top-level children are "
                 f"{list(inner._modules)}"
             )
-        sub = child.module if is_model_wrapper(child) else child
+        sub = cast(nn.Module, child.module) if is_model_wrapper(child) else child
     return sub
 
 

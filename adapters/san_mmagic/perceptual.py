@@ -12,7 +12,7 @@ fails at construction with one line saying what to set. Same call convention as 
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from mmengine.logging import print_log
@@ -24,7 +24,7 @@ from .weights import MissingWeightsError
 __all__ = ["VGG_LAYOUTS", "LocalVGGPerceptualLoss"]
 
 #: Conv widths per stage ("M" = 2×2 max-pool), as in Simonyan & Zisserman (2014) configurations D/E.
-VGG_LAYOUTS = {
+VGG_LAYOUTS: dict[str, list[Union[int, str]]] = {
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
     "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
 }
@@ -74,6 +74,9 @@ class LocalVGGPerceptualLoss(nn.Module):
         style_weight: only 0 is supported (kept for config compatibility with mmagic's loss).
         random_init: use a randomly initialised VGG (smoke tests only: the loss is then meaningless).
     """
+
+    mean: Tensor  # ImageNet mean/std buffers, (1, 3, 1, 1)
+    std: Tensor
 
     def __init__(
         self,
@@ -132,4 +135,4 @@ class LocalVGGPerceptualLoss(nn.Module):
         with torch.no_grad():
             targets = self._features(gt.detach())
         loss = sum(self.criterion(feats[k], targets[k]) * w for k, w in self.layer_weights.items())
-        return self.perceptual_weight * loss, None  # type: ignore[return-value]
+        return self.perceptual_weight * loss, None

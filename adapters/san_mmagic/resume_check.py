@@ -12,10 +12,10 @@ SAN's generator and power vectors as they were, so a resumed run that is fine st
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, cast
 
 from mmengine.logging import print_log
-from torch import nn
+from torch import Tensor, nn
 
 from san_core import SAN
 
@@ -48,7 +48,7 @@ def off_layers(san: SAN, tolerance: float) -> dict[str, float]:
 
 def weight_norms(san: SAN) -> dict[str, float]:
     """Each SAN layer's weight norm ‖W‖_F (saved with the state)."""
-    return {n: float(m.weight.detach().float().norm()) for n, m in san.layers.items()}
+    return {n: float(cast(Tensor, m.weight).detach().float().norm()) for n, m in san.layers.items()}
 
 
 def mismatched(san: SAN, saved: dict[str, float], rtol: float = 1e-5) -> dict[str, float]:

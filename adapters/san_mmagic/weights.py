@@ -11,7 +11,10 @@ runner and ``SANHook.before_run`` runs it again (before weights are initialised)
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
+
+if TYPE_CHECKING:
+    from typing import TypeGuard  # Python >= 3.10; annotations only (this module supports 3.9)
 
 __all__ = ["MissingWeightsError", "check_local_weights"]
 
@@ -39,7 +42,7 @@ def _walk(node: Any, key: str) -> Iterator[tuple[str, Mapping]]:
             yield from _walk(v, f"{key}[{i}]")
 
 
-def _is_local(path: Any) -> bool:
+def _is_local(path: Any) -> TypeGuard[str]:
     return isinstance(path, str) and bool(path) and not path.startswith(_REMOTE)
 
 
