@@ -24,7 +24,7 @@ forward; :func:`san_basicsr.patch.attach_to_model` then runs it after every real
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from basicsr.archs.discriminator_arch import UNetDiscriminatorSN, VGGStyleDiscriminator
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -39,7 +39,7 @@ from .options import SANOptions, parse_san_block
 __all__ = ["SAN_ARCHS", "SRCriticSAN", "UNetDiscriminatorSAN", "VGGStyleDiscriminatorSAN"]
 
 
-def _apply(net: nn.Module, san: Any, default_targets: Optional[tuple[str, ...]]) -> SAN:
+def _apply(net: _SANArch, san: Any, default_targets: Optional[tuple[str, ...]]) -> SAN:
     options: SANOptions = parse_san_block(san, f"{type(net).__name__}.san")
     strip_spectral_norm_(net)  # a SAN arch has no spectral norm anywhere (same Parameters, weight_orig -> weight)
     net.san_options = options
@@ -63,6 +63,7 @@ class UNetDiscriminatorSAN(UNetDiscriminatorSN):
     """
 
     DEFAULT_TARGETS = ("conv[1-8]",)
+    san_options: SANOptions
 
     def __init__(self, num_in_ch: int, num_feat: int = 64, skip_connection: bool = True, san: Any = None) -> None:
         super().__init__(num_in_ch, num_feat=num_feat, skip_connection=skip_connection)
@@ -74,6 +75,8 @@ class VGGStyleDiscriminatorSAN(VGGStyleDiscriminator):
 
     Args: ``num_in_ch``, ``num_feat``, ``input_size`` (128 or 256) as upstream; ``san``: the SAN options.
     """
+
+    san_options: SANOptions
 
     def __init__(self, num_in_ch: int, num_feat: int, input_size: int = 128, san: Any = None) -> None:
         super().__init__(num_in_ch, num_feat, input_size=input_size)
@@ -87,6 +90,8 @@ class SRCriticSAN(nn.Module):
     4×4 map, so inputs are ``4·2^num_stages`` pixels square (128 for 5 stages). The layers are
     :func:`san_compat.sr_critic.paper_sr_critic_layers` (shared with ``san_mmagic.SRCritic``).
     """
+
+    san_options: SANOptions
 
     def __init__(
         self,
@@ -112,6 +117,9 @@ class SRCriticSAN(nn.Module):
             )
         return self.classifier(self.features(x).flatten(1))
 
+
+#: A SAN arch (each holds its parsed ``san:`` block as ``san_options``).
+_SANArch = Union[UNetDiscriminatorSAN, VGGStyleDiscriminatorSAN, SRCriticSAN]
 
 #: The registered names.
 SAN_ARCHS: dict[str, type] = {

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os.path as osp
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 import torch
 
@@ -33,7 +33,7 @@ from san_core import SAN, unwrap_model
 
 from .archs import SAN_ARCHS
 from .checkpoint import restore_state, save_state
-from .options import check_network_d
+from .options import SANOptions, check_network_d
 from .paths import resolve_paths
 
 __all__ = ["SANBinding", "attach_to_model", "install", "is_installed", "uninstall"]
@@ -90,7 +90,8 @@ def attach_to_model(model: Any) -> Optional[SANBinding]:
         save_state(san, model.opt["path"]["models"], current_iter, arch)
 
     model.save = save_with_san
-    get_log, log_constants = model.get_current_log, bare.san_options.log_constants
+    options = cast(SANOptions, bare.san_options)  # a SAN arch's parsed san: block (archs._apply)
+    get_log, log_constants = model.get_current_log, options.log_constants
 
     def get_current_log() -> dict:  # BasicSR calls it every logger.print_freq iterations
         san.check()  # the sync-free path's delayed NaN/Inf error (one host sync)
@@ -103,7 +104,7 @@ def attach_to_model(model: Any) -> Optional[SANBinding]:
     model.get_current_log = get_current_log
     _logger().info(
         f"san_basicsr: SAN on {len(san.layers)} layers of net_d ({arch}): {', '.join(san.layers)}; "
-        f"options {bare.san_options.as_yaml()}; after every real optimizer_d.step(); {status}"
+        f"options {options.as_yaml()}; after every real optimizer_d.step(); {status}"
     )
     return binding
 
