@@ -46,13 +46,19 @@ def test_flags_parsed_into_options_and_san() -> None:
         (["--san-sync-free", "maybe"], "argument --san-sync-free: invalid choice: 'maybe'"),
         (["--san-compile", "--san-sync-free", "off"], "--san-compile compiles the sync-free step; expected"),
         (["--san-cuda-graph", "--san-sync-free", "off"], "--san-cuda-graph compiles the sync-free step"),
-        (["--san-cuda-graph"], "--san-cuda-graph needs --san-filter-ratio 1 (subsets are drawn on the host), got 0.25"),
     ],
 )
 def test_bad_flags_are_one_line(argv: list[str], message: str) -> None:
     with pytest.raises(SanSpadeError) as err:
         parse_launcher_args(["--spade-root", "x", *argv, "--"])
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU-only refusal")
+@pytest.mark.parametrize("ratio", ["1", "0.25"])  # kernel subsets are allowed with the graph; only CUDA is needed
+def test_cuda_graph_without_cuda_is_refused(ratio: str) -> None:
+    with pytest.raises(SanSpadeError, match=r"^--san-cuda-graph needs CUDA, but torch.cuda.is_available\(\) is False$"):
+        parse_launcher_args(["--spade-root", "x", "--san-cuda-graph", "--san-filter-ratio", ratio, "--"])
 
 
 def _steps(D: torch.nn.Module, G: torch.nn.Module, opt_D: torch.optim.Optimizer, steps: int) -> None:

@@ -18,7 +18,7 @@
         form: rescale                 # or reparametrize (the authors' W / s)
         sync_free: ~                  # ~ = on for CUDA weights; true / false
         compile_step: false           # torch.compile(fullgraph=True) of the sync-free step
-        cuda_graph: false             # CUDA graph of the sync-free step (CUDA, filter_ratio 1)
+        cuda_graph: false             # CUDA graph of the sync-free step (CUDA only)
 
 ``form``, ``sync_free``, ``compile_step`` and ``cuda_graph`` are accepted when the installed ``san_core.SAN`` takes
 them. Every value is

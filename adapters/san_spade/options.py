@@ -83,10 +83,6 @@ class SanSpadeOptions:
                 raise SanSpadeError(f"expected {flag} to be on or off, got {value!r}")
             if value and self.sync_free is False:
                 raise SanSpadeError(f"{flag} compiles the sync-free step; expected --san-sync-free auto or on, got off")
-        if self.cuda_graph and self.filter_ratio != 1:
-            raise SanSpadeError(
-                f"--san-cuda-graph needs --san-filter-ratio 1 (subsets are drawn on the host), got {self.filter_ratio}"
-            )
         if self.cuda_graph and not torch.cuda.is_available():
             raise SanSpadeError("--san-cuda-graph needs CUDA, but torch.cuda.is_available() is False")
 

@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "d_san_form": "rescale",  # "rescale" (W <- W / c in place) or "reparametrize" (the authors' forward W / s)
     "d_san_sync_free": "N/A",  # "N/A" = on for CUDA weights; True / False (no host-device sync per step)
     "d_san_compile_step": False,  # torch.compile(fullgraph=True) of the sync-free step
-    "d_san_cuda_graph": False,  # CUDA graph of the sync-free step (needs d_san_filter_ratio 1)
+    "d_san_cuda_graph": False,  # CUDA graph of the sync-free step (CUDA only)
 }
 FORMS = ("rescale", "reparametrize")
 STRIDE_MODES = ("paper", "exact")
@@ -207,9 +207,5 @@ def _check_sync_options(values: Mapping[str, Any]) -> None:
         if values[key] and sync_free is False:
             raise SANConfigError(f"MODEL.{key}: True compiles the sync-free step; expected d_san_sync_free "
                                  '"N/A" or True, got False')  # fmt: skip
-    if values["d_san_cuda_graph"] and values["d_san_filter_ratio"] < 1:
-        raise SANConfigError(
-            f"MODEL.d_san_cuda_graph: True needs d_san_filter_ratio 1, got {values['d_san_filter_ratio']!r}"
-        )
     if values["d_san_cuda_graph"] and not torch.cuda.is_available():
         raise SANConfigError("MODEL.d_san_cuda_graph: True needs CUDA, but torch.cuda.is_available() is False")
