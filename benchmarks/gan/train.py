@@ -31,6 +31,11 @@ from .setups import Setup
 from .treatments import Treatment, apply_treatment, critic_example
 
 
+#: Treatment fields that choose how a step is launched, not what it computes (``SAN(cuda_graph=True)`` replays the
+#: same sync-free kernels): left out of a run's identity, so committed runs stay reusable when such a field is added.
+RUNTIME_ONLY = ("cuda_graph",)
+
+
 @dataclass
 class RunSpec:
     setup: Setup
@@ -47,6 +52,7 @@ class RunSpec:
 
     def config(self, metric_key: str, data_name: str) -> dict[str, Any]:
         spec = asdict(self)
+        spec["treatment"] = {k: v for k, v in spec["treatment"].items() if k not in RUNTIME_ONLY}
         return {**spec, "metric": metric_key, "data": data_name}
 
     def run_dir(self, root: Path) -> Path:

@@ -1,0 +1,52 @@
+"""A run's identity (``RunSpec.config`` → ``config_hash``) decides whether a finished run under ``--out`` is
+reused or refused. The committed diagnosis runs must stay reusable by a report rebuild at HEAD, and options that
+only choose how a step is launched (``cuda_graph``) must not enter the identity."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.gan.checkpoint import config_hash
+from benchmarks.gan.setups import get_setup
+from benchmarks.gan.train import RUNTIME_ONLY, RunSpec
+from benchmarks.gan.treatments import Treatment, parse_treatment
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+COMMITTED = sorted(p for d in ("diagnosis_cpu_800", "diagnosis_cpu_2000") for p in (RESULTS / d).rglob("result.json"))
+
+
+def _spec_of(config: dict[str, Any]) -> RunSpec:
+    """The spec this code builds for a committed run's parameters (as the side-by-side CLI would)."""
+    setup, treatment = config["setup"], config["treatment"]
+    name = re.sub(r"-\d+d$", "", treatment["key"])
+    keys = ("seed", "steps", "batch", "eval_every", "n_eval", "eval_batch", "ckpt_every", "log_every", "is_splits")
+    treat = parse_treatment(f"{name}:{treatment['n_dis']}")
+    return RunSpec(get_setup(setup["key"], setup["g_ch"], setup["d_ch"]), treat, *(config[k] for k in keys))
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.parent.relative_to(RESULTS)))
+def test_committed_runs_keep_their_identity(path: Path) -> None:
+    result = json.loads(path.read_text())
+    config = result["config"]
+    rebuilt = _spec_of(config).config(config["metric"], config["data"])
+    assert config_hash(rebuilt) == result["config_hash"], (
+        "this change alters the identity of committed runs (a rebuild under --out would refuse them): "
+        f"{sorted(set(rebuilt['treatment']) ^ set(config['treatment']))}"
+    )
+
+
+def test_launch_only_options_are_not_part_of_the_identity() -> None:
+    assert COMMITTED, "no committed diagnosis runs found"
+    assert set(RUNTIME_ONLY) <= {f.name for f in dataclasses.fields(Treatment)}
+    spec = _spec_of(json.loads(COMMITTED[0].read_text())["config"])
+    graph = dataclasses.replace(spec, treatment=dataclasses.replace(spec.treatment, cuda_graph=True))
+    assert graph.config("m", "d") == spec.config("m", "d")
+    assert not set(RUNTIME_ONLY) & set(spec.config("m", "d")["treatment"])
+    other = dataclasses.replace(spec, treatment=dataclasses.replace(spec.treatment, interval=7))
+    assert config_hash(other.config("m", "d")) != config_hash(spec.config("m", "d"))
