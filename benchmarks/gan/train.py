@@ -30,7 +30,6 @@ from .metrics import FeatureNet, evaluate_generator
 from .setups import Setup
 from .treatments import Treatment, apply_treatment, critic_example
 
-
 #: Treatment fields that choose how a step is launched, not what it computes (``SAN(cuda_graph=True)`` replays the
 #: same sync-free kernels): left out of a run's identity, so committed runs stay reusable when such a field is added.
 RUNTIME_ONLY = ("cuda_graph",)
