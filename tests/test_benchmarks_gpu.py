@@ -122,6 +122,7 @@ def test_smoke_runs_the_whole_pipeline_with_only_the_gpu_machines_packages(tmp_p
     assert all("top_class" in r["history"]["eval"][-1] for r in q["results"])
     report = (out / "gpu_report.md").read_text()
     assert "SMOKE" in report and "SYNTHETIC DATA, UNTRAINED CLASSIFIER" in report and "## What this run shows" in report
+    assert "At equal G steps" in report and "(report of this stage failed" not in report
     assert "Traceback" not in proc.stderr
 
 

@@ -78,7 +78,7 @@ def _quality(q: Any, out: Path) -> list[str]:
         f"samples; {len(results)} runs trained concurrently ({cfg['procs']} processes at once). "
         "Runs are time-boxed: `G steps` says how far each got. " + (q.get("note") or ""), "",
         table.markdown(rows), f"Collapse rule: {RULE}. ± = std over seeds.", "",
-        *diagnosis.markdown(results, q.get("real_pixel_std")), "![quality](quality.png)", "",
+        *equal_steps(results), *diagnosis.markdown(results, q.get("real_pixel_std")), "![quality](quality.png)", "",
     ]  # fmt: skip
     workers = q.get("workers", {})
     bad = {k: v for k, v in workers.items() if v.get("rc") not in (0,)}
@@ -87,6 +87,29 @@ def _quality(q: Any, out: Path) -> list[str]:
     tails = q.get("worker_log_tails") or {}
     (out / "worker_logs.txt").write_text("\n\n".join(f"== {k}\n{v}" for k, v in tails.items() if v))
     return lines
+
+
+def equal_steps(results: list[dict[str, Any]]) -> list[str]:
+    """The score of every treatment at the last G step that every run was evaluated at (mean ± std over seeds).
+
+    The runs are time-boxed, so the table above compares them at equal wall time (SN with 5 critic steps reaches
+    fewer G steps); this one compares them at equal G steps, the paper's axis."""
+    if not results:
+        return []
+    steps = set.intersection(*({e["step"] for e in r["history"]["eval"]} for r in results))
+    if not steps:
+        return []
+    step = max(steps)
+    if step == 0:
+        return ["At equal G steps: no G step after 0 was evaluated in every run.", ""]
+    name = results[0].get("fid_name", "FID")
+    by: dict[str, list[float]] = {}
+    for r in results:
+        by.setdefault(r["treatment_label"], []).extend(e["fid"] for e in r["history"]["eval"] if e["step"] == step)
+    rows = [f"| {label} | {statistics.fmean(v):.2f}" + (f" ± {statistics.stdev(v):.2f}" if len(v) > 1 else "")
+            + f" | {len(v)} |" for label, v in by.items()]  # fmt: skip
+    return [f"At equal G steps: {name} at G step {step}, the last one every run was evaluated at:", "",
+            "| treatment | score ↓ | seeds |", "|---|---|---|", *rows, ""]  # fmt: skip
 
 
 def _speed(s: Any, out: Path) -> list[str]:
