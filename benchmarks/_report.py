@@ -10,6 +10,11 @@ CONV_METHODS = ["fft", "matmul_unchunked", "matmul", "pruned", "auto"]
 TOLERANCE = 1e-4
 
 
+def error_line(err: BaseException) -> str:
+    """``"Type: first line of the message"`` (a report cell; an empty message gives ``"Type: "``)."""
+    return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
+
+
 def fmt_ms(ms: float) -> str:
     if ms >= 100:
         return f"{ms:.0f} ms"

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from . import _measure
-from ._report import fmt_mib, fmt_ms
+from ._report import error_line, fmt_mib, fmt_ms
 from .gan.checkpoint import atomic_json
 from .gan.critics_extra import UNET_NORMALIZED, PatchCritic, VGGCritic, unet_critic, upstream_unet
 from .gan.losses import d_hinge, gradient_penalty
@@ -138,7 +138,7 @@ def bench_critic(
         try:
             fn()
         except Exception as err:  # recorded; the other treatments are still timed
-            errors[key] = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
+            errors[key] = error_line(err)
             benches.pop(key, None)
 
     for key in treatments:

@@ -27,6 +27,7 @@ import torch
 import san_core
 
 from .. import _critics
+from .._report import error_line
 from ..gan.models_cnn import CNNCritic
 
 REPO = Path(__file__).resolve().parents[2]
@@ -162,6 +163,6 @@ def run(device: torch.device, gpu_tests: list[str], pytest_timeout_s: float, log
         try:
             out[key] = fn()
         except Exception as err:  # a failing check is a result, not a crash
-            out[key] = {"status": f"error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
+            out[key] = {"status": f"error: {error_line(err)}"}
         out[key]["seconds"] = round(time.perf_counter() - t0, 2)
     return out

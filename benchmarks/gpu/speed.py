@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import torch
 
+from .._report import error_line
 from ..gan.critics_extra import UNetCritic
 from ..gan.treatments import supports_form
 from ..speed_side_by_side import bench_critic, verdicts
@@ -61,7 +62,7 @@ def run(
             out["critics"][name] = {"status": "ok", "batch": batch, "shape": list(shape) if shape else None,
                                     "treatments": res, "verdicts": verdicts(res), "errors": errors}  # fmt: skip
         except Exception as err:  # recorded; the other critics still run
-            out["critics"][name] = {"status": f"error: {type(err).__name__}: {str(err).splitlines()[0]}"}
+            out["critics"][name] = {"status": f"error: {error_line(err)}"}
         out["critics"][name]["seconds"] = round(time.perf_counter() - t0, 1)
         if device.type == "cuda":
             torch.cuda.empty_cache()
