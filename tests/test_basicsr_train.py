@@ -7,6 +7,7 @@ with tiny widths; the perceptual loss is OFF (no VGG19 weights here). Real-ESRGA
 uses ``high_order_degradation: false`` with paired data (the degradation pipeline is not SAN's concern).
 """
 
+# ruff: noqa: E402  (the extra's imports follow the module-level skip)
 from __future__ import annotations
 
 import importlib.util
@@ -20,18 +21,17 @@ import torch
 from torch import nn
 
 MISSING = [m for m in ("basicsr", "realesrgan") if importlib.util.find_spec(m) is None]
-pytestmark = pytest.mark.skipif(
-    bool(MISSING), reason=f'needs the [basicsr] extra (pip install "sparsity-aware-norm[basicsr]"); missing {MISSING}'
-)
+REASON = f'needs the [basicsr] extra (pip install "sparsity-aware-norm[basicsr]"); missing {MISSING}'
+if MISSING:  # module-level names below use the extra's classes, so skip before they are defined
+    pytest.skip(REASON, allow_module_level=True)
 
-if not MISSING:
-    import san_basicsr
-    from basicsr.archs.discriminator_arch import UNetDiscriminatorSN
-    from san_basicsr import patch
-    from san_basicsr.launcher import main
-    from standins import basicsr_fixtures as fx
+import san_basicsr
+from basicsr.archs.discriminator_arch import UNetDiscriminatorSN
+from san_basicsr import patch
+from san_basicsr.launcher import main
+from standins import basicsr_fixtures as fx
 
-    from san_core import SAN
+from san_core import SAN
 
 VGG_D = {"type": "VGGStyleDiscriminatorSAN", "num_in_ch": 3, "num_feat": 8}
 UNET_D = {"type": "UNetDiscriminatorSAN", "num_in_ch": 3, "num_feat": 8, "skip_connection": True}

@@ -3,6 +3,7 @@ the means over the calls since the previous log (checked against the outputs rec
 hooks), forward hooks removed after training, none registered by default, no host sync added to any iteration (the
 sync counter of test_sync_free.py around each iteration, on against off), wrappers unwrapped, bad values refused."""
 
+# ruff: noqa: E402  (the extra's imports follow the module-level skip)
 from __future__ import annotations
 
 import importlib.util
@@ -14,22 +15,19 @@ import torch
 from torch import nn
 
 MISSING = [m for m in ("mmengine", "mmagic", "mmcv") if importlib.util.find_spec(m) is None]
-pytestmark = pytest.mark.skipif(
-    bool(MISSING), reason=f'needs the [mmagic] extra (pip install "sparsity-aware-norm[mmagic]"); missing {MISSING}'
-)
+REASON = f'needs the [mmagic] extra (pip install "sparsity-aware-norm[mmagic]"); missing {MISSING}'
+if MISSING:  # module-level names below use the extra's classes, so skip before they are defined
+    pytest.skip(REASON, allow_module_level=True)
 
-if not MISSING:
-    import san_mmagic
-    from mmagic.registry import HOOKS as MMAGIC_HOOKS
-    from mmengine.hooks import Hook
-    from mmengine.registry import HOOKS
-    from mmengine.runner import Runner
-    from san_mmagic import diagnostics as diag
-    from standins import mmagic_fixtures as fx
-    from test_mmagic_hook_options import _cfg, needs_data
-    from test_sync_free import count_syncs
-else:
-    needs_data = pytest.mark.skip(reason="needs mmagic")
+import san_mmagic
+from mmagic.registry import HOOKS as MMAGIC_HOOKS
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+from mmengine.runner import Runner
+from san_mmagic import diagnostics as diag
+from standins import mmagic_fixtures as fx
+from test_mmagic_hook_options import _cfg, needs_data
+from test_sync_free import count_syncs
 
 D_KEY, G_KEY = "train/san_diag/d_abs_mean", "train/san_diag/g_pixel_std"
 

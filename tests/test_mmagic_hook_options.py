@@ -1,6 +1,7 @@
 """SANHook's form / sync_free / compile_step / cuda_graph keys: validated at build, passed to SAN, and the sync-free
 path's delayed NaN/Inf error raised by ``SAN.check()`` at the hook's logging interval (real MMEngine Runner)."""
 
+# ruff: noqa: E402  (the extra's imports follow the module-level skip)
 from __future__ import annotations
 
 import importlib.util
@@ -11,25 +12,22 @@ import pytest
 import torch
 
 MISSING = [m for m in ("mmengine", "mmagic", "mmcv") if importlib.util.find_spec(m) is None]
-pytestmark = pytest.mark.skipif(
-    bool(MISSING), reason=f'needs the [mmagic] extra (pip install "sparsity-aware-norm[mmagic]"); missing {MISSING}'
-)
+REASON = f'needs the [mmagic] extra (pip install "sparsity-aware-norm[mmagic]"); missing {MISSING}'
+if MISSING:  # module-level names below use the extra's classes, so skip before they are defined
+    pytest.skip(REASON, allow_module_level=True)
 
-if not MISSING:
-    import san_mmagic
-    from mmagic.registry import HOOKS as MMAGIC_HOOKS
-    from mmengine.hooks import Hook
-    from mmengine.registry import HOOKS
-    from mmengine.runner import Runner
-    from standins import mmagic_fixtures as fx
-    from standins.fft_reference import one_sparse_gain
+import san_mmagic
+from mmagic.registry import HOOKS as MMAGIC_HOOKS
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+from mmengine.runner import Runner
+from standins import mmagic_fixtures as fx
+from standins.fft_reference import one_sparse_gain
 
-    fx.register_probe()
-    DATA_OK = fx.CIFAR_NPZ.is_file()
-else:
-    DATA_OK = False
+fx.register_probe()
+DATA_OK = fx.CIFAR_NPZ.is_file()
 
-needs_data = pytest.mark.skipif(not MISSING and not DATA_OK, reason="needs ../shared/data (cifar10 subset npz)")
+needs_data = pytest.mark.skipif(not DATA_OK, reason="needs ../shared/data (cifar10 subset npz)")
 
 
 @pytest.mark.parametrize(
