@@ -51,6 +51,30 @@ def test_constants_check_catches_a_wrong_constant(monkeypatch):
     assert not bad["ok"] and bad["max_rel"] == pytest.approx(1e-3, rel=1e-2)
 
 
+def test_gpu_tests_import_the_adapters_from_the_working_tree(tmp_path, monkeypatch):
+    """The device machine has the working tree but nothing installed from it: ``pytest -m gpu`` must still import
+    the adapters there (else every module importing one fails to collect and stage (a) reads FAILED)."""
+    probe = "import importlib.util as u; s = u.find_spec('san_studiogan'); print(s.origin if s else None)"
+    bare = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+    def origin(env: dict) -> str:  # -S: no site-packages, so this checkout's editable install is invisible
+        cmd = [sys.executable, "-S", "-c", probe]
+        return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+    assert origin(bare) == "None"
+    assert Path(origin(correctness.pytest_env())) == REPO / "adapters" / "san_studiogan" / "__init__.py"
+    seen = {}
+
+    def fake_run(cmd, **kwargs):
+        seen.update(kwargs)
+        return subprocess.CompletedProcess(cmd, 0, "1 passed in 0.1s\n", "")
+
+    monkeypatch.setattr(correctness.subprocess, "run", fake_run)
+    res = correctness.run_pytest(["tests"], 30.0, tmp_path / "log.txt")
+    assert res["status"] == "passed"
+    assert seen["env"]["PYTHONPATH"].split(os.pathsep)[:2] == [str(REPO), str(REPO / "adapters")]
+
+
 def test_brute_force_matches_lemma_1_on_a_known_kernel():
     w = torch.zeros(1, 1, 3, 3)
     w[0, 0, 1, 1] = 2.0  # a centred delta: |DFT| = 2 everywhere

@@ -1,7 +1,10 @@
 """Stage (a) of the GPU run: CUDA correctness.
 
 1. ``pytest -m gpu`` in a subprocess (time-boxed; its output goes to ``pytest_gpu.log``); where pytest is not
-   installed this is recorded as not run.
+   installed this is recorded as not run. The device machine has the working tree but nothing installed from it,
+   so the subprocess gets the repository root and ``adapters/`` on ``PYTHONPATH`` (:func:`pytest_env`): without
+   them every test module importing an adapter (``san_spade``, ``san_studiogan``, …) fails to collect, and the
+   stage would read "FAILED" (and lose the gpu tests in those modules) however the CUDA tests went.
 2. ``san_core.conv_constant`` / ``linear_constant`` on the device vs a float64 CPU brute force (every kernel
    wrapped onto the layer's input grid, full ``fft2``, max modulus; ``svdvals``) for every distinct layer of the
    four benchmarked critics (SPADE/ESRGAN inputs included) plus a transposed and a dilated conv. Layers too large
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
 import subprocess
 import sys
 import time
@@ -33,6 +37,13 @@ from ..gan.models_cnn import CNNCritic
 REPO = Path(__file__).resolve().parents[2]
 BRUTE_LIMIT = 4_000_000  # kernels × grid cells brute-forced in full; larger layers: a planted maximum (below)
 REL_TOL = 2e-5  # float32 constants vs float64: observed ~1e-7 relative; 2e-5 leaves room for TF32-free GEMMs
+
+
+def pytest_env() -> dict[str, str]:
+    """This process's environment with the repository root and ``adapters/`` first on ``PYTHONPATH``, so the
+    adapters import from the working tree where the project is not installed (the device machine)."""
+    paths = [str(REPO), str(REPO / "adapters"), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
 
 
 def run_pytest(paths: list[str], timeout_s: float, log: Path) -> dict[str, Any]:
@@ -56,7 +67,9 @@ def run_pytest(paths: list[str], timeout_s: float, log: Path) -> dict[str, Any]:
     ]  # a module that cannot import here must not stop the rest
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=max(5.0, timeout_s))
+        proc = subprocess.run(
+            cmd, cwd=REPO, env=pytest_env(), capture_output=True, text=True, timeout=max(5.0, timeout_s)
+        )
     except subprocess.TimeoutExpired as err:
         text = (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
         log.write_text(text + f"\n[timed out after {timeout_s:.0f} s]\n")
