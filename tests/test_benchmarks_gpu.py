@@ -194,3 +194,17 @@ def test_diagnose_cli_rejects_an_unknown_treatment_in_one_line():
                           cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and "'sam'" in proc.stderr
     assert proc.stderr.startswith("python -m benchmarks.gpu diagnose: error:")
+
+
+def test_commit_is_recorded_where_the_device_has_no_git_checkout(monkeypatch):
+    """The device machine gets the working tree without ``.git``: ``--commit`` supplies the commit there, and a
+    checkout's own commit wins (a disagreeing ``--commit`` is shown beside it, not instead of it)."""
+    from benchmarks import _measure
+    from benchmarks.gpu.__main__ import commit_line
+
+    monkeypatch.setattr(_measure, "git_commit", lambda: "unknown")
+    assert commit_line(None) == "unknown"
+    assert commit_line("abc1234") == "abc1234 (from --commit: no git checkout here)"
+    monkeypatch.setattr(_measure, "git_commit", lambda: "abc1234-dirty")
+    assert commit_line(None) == commit_line("abc1234") == commit_line("abc12345678") == "abc1234-dirty"
+    assert commit_line("fff0000") == "abc1234-dirty (--commit said fff0000)"

@@ -74,7 +74,20 @@ def parse_args(argv: list[str], prog: str = PROG) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, help="G steps between evaluations (default 1000; smoke 5)")
     p.add_argument("--gpu-tests", default=None, help="paths for `pytest -m gpu` (default tests; smoke: one file)")
     p.add_argument("--skip", default="", help="comma-separated stages to skip: correctness,speed,quality")
+    p.add_argument("--commit", help="the commit to record where there is no git checkout (the device machine gets "
+                   "the working tree without .git): pass `git rev-parse --short HEAD` of the tree sent")  # fmt: skip
     return p.parse_args(argv)
+
+
+def commit_line(given: str | None) -> str:
+    """The checkout's commit (``git``); where there is none (``unknown``), ``given`` with a note saying so."""
+    found = _measure.git_commit()
+    if not given:
+        return found
+    if found == "unknown":
+        return f"{given} (from --commit: no git checkout here)"
+    sha = found.removesuffix("-dirty")
+    return found if sha.startswith(given) or given.startswith(sha) else f"{found} (--commit said {given})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                                            2.7 if smoke else 9.3))  # fmt: skip
     end = t0 + budget
     results: dict[str, Any] = {"meta": {
-        "command": f"{PROG} " + shlex.join(argv), "mode": mode, "commit": _measure.git_commit(),
+        "command": f"{PROG} " + shlex.join(argv), "mode": mode, "commit": commit_line(args.commit),
         "torch": torch.__version__,
         "cuda": torch.version.cuda, "device": _measure.device_name(device), "smoke": smoke, "budget_s": budget,
         "cpu_cores": os.cpu_count(), "data": data_meta,
