@@ -67,8 +67,8 @@ def parse_args(argv: list[str], prog: str = PROG) -> argparse.Namespace:
     p.add_argument("--speed-minutes", type=float, help="stage (b) cap (default 1.25)")
     p.add_argument("--quality-minutes", type=float, help="stage (c) cap (default: what the budget leaves)")
     p.add_argument("--seeds", default="0,1", help="quality seeds (≥ 2 for a spread)")
-    p.add_argument("--treatments", type=_treatments, help="quality treatments (default sn,sn:5,san,san-reparam; "
-                   f"diagnose: {','.join(diagnose.TREATMENTS)})")  # fmt: skip
+    p.add_argument("--treatments", type=_treatments, help="quality treatments (default "
+                   f"{','.join(quality.DEFAULT_TREATMENTS)}; diagnose: {','.join(diagnose.TREATMENTS)})")  # fmt: skip
     p.add_argument("--procs", type=int, help="quality runs trained at once (default: all of them)")
     p.add_argument("--n-eval", type=int, help="samples per quality evaluation (default 5000; smoke 64)")
     p.add_argument("--eval-every", type=int, help="G steps between evaluations (default 1000; smoke 5)")
@@ -168,7 +168,7 @@ def run_quality(args, device, smoke, data, clf_path, data_meta, budget_s, record
     t0 = time.perf_counter()  # the reference statistics below come out of the stage's budget
     seeds = [int(s) for s in args.seeds.split(",")]
     keys = args.treatments or (diagnose.TREATMENTS if mode == "diagnose" else None)
-    procs = args.procs or (diagnose.procs(keys, seeds) if mode == "diagnose" else 8)
+    procs = args.procs or diagnose.procs(quality.treatments(keys)[0], seeds)  # every run at once (≤ 12)
     q = quality.QualityConfig(seeds=seeds, procs=procs, treatments=keys)
     if smoke:
         q = quality.QualityConfig(seeds=seeds, batch=8, g_ch=64, d_ch=16, eval_every=5, n_eval=64, eval_batch=64,

@@ -1,10 +1,11 @@
 """Stage (c) of the GPU run: does SAN beat spectral norm on the SNGAN standard CNN (CIFAR-10, batch 64, Adam 2e-4,
 β = (0.5, 0.9), hinge loss)?
 
-Treatments SN (1 D step), SN (5 D steps), SAN rescale and SAN reparametrized (1 D step; skipped with a note when
-``san_core.SAN`` has no ``form=``), ≥ 2 seeds each, all trained **at the same time as separate processes** on the
-one GPU: each run is small (launch-bound at batch 64), so one process per run keeps the GPU busy while every
-process's CPU side launches kernels (16 cores for ≤ 8 processes). Each worker is
+Treatments SN (1 D step), SN (5 D steps), SAN rescale, SAN reparametrized (skipped with a note when
+``san_core.SAN`` has no ``form=``) and SAN scaled to SN's output at init (1 D step each for SAN), ≥ 2 seeds each,
+all trained **at the same time as separate processes** on the one GPU: each run is small (launch-bound at batch
+64), so one process per run keeps the GPU busy while every process's CPU side launches kernels (16 cores for
+≤ 12 processes). Each worker is
 :func:`benchmarks.gan.train.train_run` with a wall-clock deadline: it trains until then (or ``max_steps``),
 evaluates every ``eval_every`` G steps and once more at the deadline on ``n_eval`` samples (classifier-FID/IS of
 the resnet20 + collapse diagnostics), and rewrites its partial result after each evaluation. The parent starts
@@ -46,10 +47,16 @@ class QualityConfig:
     treatments: Optional[list[str]] = None  # default: :func:`treatments`
 
 
+#: SN (1 and 5 D steps), SAN, SAN reparametrized, and SAN with its output scaled to SN's at init: the CPU
+#: diagnosis's lead explanation (scale at init → hinge saturation), tested in the same call because a session's 15
+#: device minutes rarely leave room for the second run (``diagnose``).
+DEFAULT_TREATMENTS = ("sn", "sn:5", "san", "san-reparam", "san-scaled")
+
+
 def treatments(wanted: Optional[list[str]] = None) -> tuple[list[str], str]:
-    """``wanted`` (default SN, SN 5 D steps, SAN, SAN reparametrized) less the reparametrized form where
+    """``wanted`` (default :data:`DEFAULT_TREATMENTS`) less the reparametrized form where
     ``san_core.SAN`` has no ``form=``, and a note saying so."""
-    keys = wanted or ["sn", "sn:5", "san", "san-reparam"]
+    keys = wanted or list(DEFAULT_TREATMENTS)
     if supports_form():
         return list(keys), ""
     kept = [k for k in keys if not k.startswith("san-reparam")]
