@@ -63,3 +63,31 @@ def test_data_cache_is_filled_once_without_temporaries(tmp_path):
     again = load_cifar10(src, "train", cache=cache)  # read from the cache, not written again
     assert torch.equal(again.x, first.x)
     assert {p.name: p.stat().st_mtime_ns for p in entry.iterdir()} == written
+
+
+def test_a_gzipped_result_reads_like_the_plain_one(tmp_path):
+    """Committed runs are stored as result.json.gz: reused, refused and reported stale exactly like result.json."""
+    import gzip
+    import json
+
+    from benchmarks.gan.checkpoint import RunFiles, read_json
+
+    config = {"setup": "cnn", "seed": 0}
+    files = RunFiles(tmp_path / "run", config)
+    assert files.finished() is None and files.stored_hash() is None
+    files.finish({"final": {"fid": 12.5}}, None)
+    plain = files.finished()
+    packed = files.result.with_name("result.json.gz")
+    packed.write_bytes(gzip.compress(files.result.read_bytes()))
+    files.result.unlink()
+    assert files.finished() == plain and read_json(files.result)["final"] == {"fid": 12.5}
+    assert files.stored_hash() == files.hash and not files.is_stale()
+    other = RunFiles(tmp_path / "run", {"setup": "cnn", "seed": 1})
+    assert other.is_stale()
+    with pytest.raises(RuntimeError, match=r"holds a finished run of another config"):
+        other.finished()
+    packed.write_bytes(gzip.compress(json.dumps({"config_hash": "x"}).encode()))
+    files.result.write_text(json.dumps({**plain, "note": "newer"}))  # a plain result.json wins over the .gz
+    assert files.finished()["note"] == "newer"
+    with pytest.raises(FileNotFoundError, match=r"nor missing\.json\.gz"):
+        read_json(tmp_path / "missing.json")

@@ -5,20 +5,21 @@ only choose how a step is launched (``cuda_graph``) must not enter the identity.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchmarks.gan.checkpoint import config_hash
+from benchmarks.gan.checkpoint import config_hash, read_json
 from benchmarks.gan.setups import get_setup
 from benchmarks.gan.train import RUNTIME_ONLY, RunSpec
 from benchmarks.gan.treatments import Treatment, parse_treatment
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-COMMITTED = sorted(p for d in ("diagnosis_cpu_800", "diagnosis_cpu_2000") for p in (RESULTS / d).rglob("result.json"))
+DIAGNOSIS = ("diagnosis_cpu_800", "diagnosis_cpu_2000")
+# committed gzipped (benchmarks.gan.checkpoint.read_json), named by their result.json
+COMMITTED = sorted(p.with_suffix("") for d in DIAGNOSIS for p in (RESULTS / d).rglob("result.json.gz"))
 
 
 def _spec_of(config: dict[str, Any]) -> RunSpec:
@@ -32,7 +33,7 @@ def _spec_of(config: dict[str, Any]) -> RunSpec:
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.parent.relative_to(RESULTS)))
 def test_committed_runs_keep_their_identity(path: Path) -> None:
-    result = json.loads(path.read_text())
+    result = read_json(path)
     config = result["config"]
     rebuilt = _spec_of(config).config(config["metric"], config["data"])
     assert config_hash(rebuilt) == result["config_hash"], (
@@ -42,9 +43,9 @@ def test_committed_runs_keep_their_identity(path: Path) -> None:
 
 
 def test_launch_only_options_are_not_part_of_the_identity() -> None:
-    assert COMMITTED, "no committed diagnosis runs found"
+    assert len(COMMITTED) == 27, f"expected the 27 committed diagnosis runs, found {len(COMMITTED)}"
     assert set(RUNTIME_ONLY) <= {f.name for f in dataclasses.fields(Treatment)}
-    spec = _spec_of(json.loads(COMMITTED[0].read_text())["config"])
+    spec = _spec_of(read_json(COMMITTED[0])["config"])
     graph = dataclasses.replace(spec, treatment=dataclasses.replace(spec.treatment, cuda_graph=True))
     assert graph.config("m", "d") == spec.config("m", "d")
     assert not set(RUNTIME_ONLY) & set(spec.config("m", "d")["treatment"])

@@ -4,17 +4,17 @@ the fewest), so the scores are also compared at the last step every run was eval
 from __future__ import annotations
 
 import copy
-import json
 import statistics
 from pathlib import Path
 
+from benchmarks.gan.checkpoint import read_json
 from benchmarks.gpu.report import equal_steps
 
 RUNS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "diagnosis_cpu_2000" / "runs" / "cnn"
 
 
 def _runs(treatment: str) -> list[dict]:
-    return [json.loads((RUNS / treatment / f"seed{s}" / "result.json").read_text()) for s in (0, 1)]
+    return [read_json(RUNS / treatment / f"seed{s}" / "result.json") for s in (0, 1)]
 
 
 def _cut(result: dict, last: int, deadline: int) -> dict:

@@ -1,5 +1,9 @@
 """Per-run files: ``checkpoint.pt`` (everything needed to resume), ``result.json`` (finished), ``final_models.pt``.
 
+A finished run's ``result.json`` may also be stored gzipped as ``result.json.gz`` (how the committed runs under
+``benchmarks/results/`` are kept: their per-step logs are most of the repository's size, and the repository travels
+to the GPU machine with the run's data under a 64 MiB cap); it is read the same way (:func:`read_json`).
+
 A run directory belongs to one run config (hashed); a different config there is refused with a clear message
 rather than silently mixed. Writes go to a temporary file first and are renamed, so a killed process leaves
 either the previous checkpoint or the new one, never half a file.
@@ -7,6 +11,7 @@ either the previous checkpoint or the new one, never half a file.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -45,6 +50,23 @@ def atomic_json(obj: Any, path: Path) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
 
 
+def stored(path: Path) -> Optional[Path]:
+    """``path`` when it exists, else its gzipped copy ``path.gz`` when that exists, else ``None``."""
+    if path.is_file():
+        return path
+    packed = path.with_name(path.name + ".gz")
+    return packed if packed.is_file() else None
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``, or in ``path.gz`` (gzip) when only that exists."""
+    found = stored(path)
+    if found is None:
+        raise FileNotFoundError(f"{path} not found (nor {path.name}.gz)")
+    data = found.read_bytes()
+    return json.loads(gzip.decompress(data) if found.suffix == ".gz" else data)
+
+
 class RunFiles:
     """The files of one run directory, checked against the run's config hash."""
 
@@ -59,9 +81,9 @@ class RunFiles:
 
     def finished(self) -> Optional[dict[str, Any]]:
         """The stored result when this exact config finished here, else ``None``."""
-        if not self.result.is_file():
+        if stored(self.result) is None:
             return None
-        result = json.loads(self.result.read_text())
+        result = read_json(self.result)
         if result.get("config_hash") != self.hash:
             raise RuntimeError(
                 f"{self.dir} holds a finished run of another config ({result.get('config_hash')} ≠ {self.hash}); "
@@ -73,9 +95,9 @@ class RunFiles:
         """The config hash of what this directory holds (finished result, or the checkpoint's sidecar
         ``run.json``; the checkpoint itself for directories written before the sidecar); ``None`` when empty."""
         for f in (self.result, self.sidecar):
-            if f.is_file():
+            if stored(f) is not None:
                 try:
-                    return str(json.loads(f.read_text()).get("config_hash"))
+                    return str(read_json(f).get("config_hash"))
                 except ValueError:
                     return "unreadable"
         if self.checkpoint.is_file():

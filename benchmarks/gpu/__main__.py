@@ -199,7 +199,7 @@ def prepare_main(argv: list[str]) -> int:
     p = _Parser(prog=f"{PROG} prepare", description=prepare.__doc__.split("\n")[0])
     p.add_argument("--data", help="CIFAR-10 source as for side_by_side (default the shared tarball), or fake:N")
     p.add_argument("--dest", type=Path, default=prepare.DEFAULT_DEST)
-    p.add_argument("--images", type=int, default=22_000, help="training images carried (class-balanced)")
+    p.add_argument("--images", type=int, default=prepare.DEFAULT_IMAGES, help="training images carried (balanced)")
     p.add_argument("--classifier", type=Path, help="resnet20 checkpoint (default the shared one)")
     p.add_argument("--random-classifier", action="store_true", help="an untrained resnet20: tests/CI only")
     args = p.parse_args(argv)
@@ -208,8 +208,9 @@ def prepare_main(argv: list[str]) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"{PROG} prepare: {err}", file=sys.stderr)
         return 2
+    tree = "" if meta["tree_mib"] is None else f" (+ the repository's {meta['tree_mib']} MiB that travel with it)"
     print(f"{PROG} prepare: {args.dest}: {meta['images']} images from {meta['source']}, classifier "
-          f"{meta['classifier']}, {meta['total_mib']} MiB", file=sys.stderr)  # fmt: skip
+          f"{meta['classifier']}, {meta['total_mib']} MiB{tree}", file=sys.stderr)  # fmt: skip
     return 0
 
 

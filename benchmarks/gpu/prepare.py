@@ -7,6 +7,11 @@ first 2,200 of each class; all 50,000 do not fit: raw 150 MB, ≈ 100 MB compres
 along the width, planar, LZMA-compressed (≈ 67 % of raw: 44 MiB), then the labels. ``classifier.th`` is the resnet20
 checkpoint, copied as is; ``data.json`` says what both are. ``--data fake:N --random-classifier`` makes a
 synthetic, clearly labelled stand-in (tests and CI only).
+
+What travels to the device machine is the repository's tree (tracked files and untracked files git does not
+ignore) plus the carried folder, together ≤ 64 MiB (:data:`TRAVEL_LIMIT_MIB`): ``prepare`` adds both up and
+refuses a folder that would not fit, saying how many images would (a CI test keeps the tree small enough for the
+default 22,000).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import json
 import lzma
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any, Optional
 
@@ -26,7 +32,42 @@ from ..gan.feature_nets import DEFAULT_CLASSIFIER
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DEST = REPO / ".gpu_data"
 DATA_FILE, META_FILE, CLASSIFIER_FILE = "cifar10_train.u8.xz", "data.json", "classifier.th"
-MAX_TOTAL_MIB = 56  # leaves room for the repository within the 64 MiB that travels to the device machine
+TRAVEL_LIMIT_MIB = 64.0  # the device tool's cap on the tree plus carried paths
+TRAVEL_MARGIN_MIB = 1.0  # room for a few commits between `prepare` and the device call
+DEFAULT_IMAGES = 22_000
+DEFAULT_MIB = 44.6  # the real folder at DEFAULT_IMAGES (measured: 46,712,743 bytes; synthetic data packs differently)
+MAX_TOTAL_MIB = 56  # where the tree's size is unknown (no git): leaves 8 MiB for the repository
+
+
+def tree_mib(repo: Path = REPO) -> float | None:
+    """MiB of the repository's tree as the device tool sends it (tracked files and untracked files git does not
+    ignore, as they are in the working tree); ``None`` without git."""
+    cmd = ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    try:
+        names = subprocess.run(cmd, cwd=repo, capture_output=True, check=True).stdout.decode().split("\0")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    files = {repo / n for n in names if n}
+    return sum(f.stat().st_size for f in files if f.is_file() and not f.is_symlink()) / 2**20
+
+
+def check_travel(tree: float | None, folder_mib: float, data_mib: float, images: int) -> None:
+    """Refuse a prepared folder that would not travel with the tree (``SystemExit`` naming what would fit)."""
+    if tree is None:
+        if folder_mib > MAX_TOTAL_MIB:
+            raise SystemExit(
+                f"prepare: the folder holds {folder_mib:.1f} MiB > {MAX_TOTAL_MIB} MiB: pass fewer --images"
+            )
+        return
+    room = TRAVEL_LIMIT_MIB - TRAVEL_MARGIN_MIB - tree
+    if folder_mib > room:
+        fit = int(round((room - (folder_mib - data_mib)) * images / data_mib, 6) // 10) * 10  # whole tens
+        raise SystemExit(
+            f"prepare: the repository's tree ({tree:.1f} MiB) and this folder ({folder_mib:.1f} MiB) come to "
+            f"{tree + folder_mib:.1f} MiB, over the {TRAVEL_LIMIT_MIB - TRAVEL_MARGIN_MIB:.0f} MiB that may travel to "
+            f"the device machine: pass --images {max(fit, 0)} (fits now), or shrink the tree (largest files: "
+            "`git ls-files -z | xargs -0 du -b | sort -n | tail`)"
+        )
 
 
 def encode(x: np.ndarray, y: np.ndarray) -> bytes:
@@ -54,7 +95,7 @@ def balanced_subset(y: torch.Tensor, n: int) -> torch.Tensor:
 def prepare(
     source: Optional[str],
     dest: Path = DEFAULT_DEST,
-    images: int = 22_000,
+    images: int = DEFAULT_IMAGES,
     classifier: Optional[Path] = None,
     random_classifier: bool = False,
     cache: Path = DEFAULT_CACHE,
@@ -89,9 +130,14 @@ def prepare(
     }  # fmt: skip
     (dest / META_FILE).write_text(json.dumps(meta, indent=1))
     total = sum(f.stat().st_size for f in dest.iterdir() if f.is_file()) / 2**20
-    meta["total_mib"] = round(total, 1)
-    if total > MAX_TOTAL_MIB:
-        raise SystemExit(f"prepare: {dest} holds {total:.1f} MiB > {MAX_TOTAL_MIB} MiB: pass fewer --images")
+    tree = tree_mib()
+    meta["total_mib"], meta["tree_mib"] = round(total, 1), None if tree is None else round(tree, 1)
+    try:
+        check_travel(tree, total, (dest / DATA_FILE).stat().st_size / 2**20, len(idx))
+    except SystemExit:  # leave no folder that the device tool would refuse (or that a run would half-use)
+        for name in (DATA_FILE, META_FILE):
+            (dest / name).unlink(missing_ok=True)
+        raise
     return meta
 
 
