@@ -1,6 +1,7 @@
 """What travels to the GPU machine (the repository's tree plus the carried ``.gpu_data``) must stay under the device
 tool's 64 MiB, or the evidence run is refused before it starts: the tree leaves room for the default data, and
-``prepare`` refuses (and removes) a folder that would not fit, saying how many images would."""
+``prepare`` refuses (and removes) a folder that would not fit, saying how many images would. What comes back is
+capped too (16 MiB a file): the results file stays under it."""
 
 from __future__ import annotations
 
@@ -50,3 +51,33 @@ def test_prepare_removes_a_folder_that_would_not_travel(tmp_path, monkeypatch):
     monkeypatch.setattr(prepare, "tree_mib", lambda repo=REPO: 1.0)
     meta = prepare.prepare("fake:40", dest, 40, random_classifier=True, cache=tmp_path / "cache")
     assert meta["tree_mib"] == 1.0 and meta["images"] == prepare.load_prepared(dest)[2]["images"] > 0
+
+
+def test_results_file_stays_under_what_comes_back(tmp_path):
+    """The device tool returns files ≤ 16 MiB: gpu_results.json goes compact, then thins the per-step logs (never the
+    evaluations), and says so; small results stay indented and whole."""
+    import json
+
+    from benchmarks.gpu.__main__ import write_results
+
+    def results(n: int) -> dict:
+        run = {"treatment": "san", "history": {"eval": [{"step": s, "fid": 1.0} for s in range(0, n, 100)],
+                                               "san_constants": [{"step": s, "values": {"c1": 1.0}} for s in range(n)],
+                                               "loss": [{"step": s, "d": 0.5} for s in range(n)]}}  # fmt: skip
+        return {"meta": {"command": "x"}, "quality": {"results": [run, {"status": "no history"}]}}
+
+    path = tmp_path / "gpu_results.json"
+    small = results(50)
+    write_results(small, path, limit=1 << 20)
+    assert json.loads(path.read_text()) == small and "\n" in path.read_text()
+    big = results(20_000)
+    full = len(json.dumps(big, separators=(",", ":")))
+    write_results(big, path, limit=full // 3)
+    got = json.loads(path.read_text())
+    assert path.stat().st_size <= full // 3 and "\n" not in path.read_text()
+    hist = got["quality"]["results"][0]["history"]
+    assert hist["eval"] == big["quality"]["results"][0]["history"]["eval"]  # evaluations are never thinned
+    every = hist["san_constants"][1]["step"]
+    assert every in (4, 8) and len(hist["loss"]) == len(range(0, 20_000, every))
+    assert got["meta"]["thinned"] == f"per-step logs san_constants, loss keep every {every}th entry (file size)"
+    assert "thinned" not in big["meta"]  # the caller's dict is left as it was

@@ -15,6 +15,8 @@ ablations instead of the SN-vs-SAN treatments (default ``$OUT``, else ``benchmar
 from __future__ import annotations
 
 import argparse
+import copy
+import json
 import os
 import shlex
 import sys
@@ -26,7 +28,7 @@ from typing import Any, NoReturn
 import torch
 
 from .. import _measure
-from ..gan.checkpoint import atomic_json
+from ..gan.checkpoint import atomic_write
 from . import correctness, diagnose, prepare, quality, report, speed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,6 +38,30 @@ PROG = "python -m benchmarks.gpu"
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
+
+
+#: The device tool returns files of at most 16 MiB: larger results are written compact, then with their per-step
+#: logs thinned, so the run's main record always comes back.
+RESULTS_MAX_BYTES = 15 * 2**20
+THINNED = ("san_constants", "loss")
+
+
+def write_results(results: dict[str, Any], path: Path, limit: int = RESULTS_MAX_BYTES) -> None:
+    """``results`` as JSON (indented while small, compact above ``limit / 2``, then every ``k``-th entry of each run's
+    per-step logs :data:`THINNED`, ``k`` doubling until it fits, noted in ``meta.thinned``)."""
+    text = json.dumps(results, indent=1)
+    if len(text) > limit // 2:
+        text = json.dumps(results, separators=(",", ":"))
+    every = 2
+    while len(text) > limit and every <= 2**20:
+        thin = copy.deepcopy(results)
+        for run in thin.get("quality", {}).get("results", []):
+            for key in THINNED:
+                if isinstance(run.get("history", {}).get(key), list):
+                    run["history"][key] = run["history"][key][::every]
+        thin["meta"]["thinned"] = f"per-step logs {', '.join(THINNED)} keep every {every}th entry (file size)"
+        text, every = json.dumps(thin, separators=(",", ":")), every * 2
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def default_out(name: str = "gpu") -> Path:
@@ -128,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     def record(stage: str, value: Any) -> None:
         results[stage] = value
         results["meta"]["elapsed_s"] = round(time.perf_counter() - t0, 1)
-        atomic_json(results, out / "gpu_results.json")
+        write_results(results, out / "gpu_results.json")
 
     def left() -> float:
         return end - time.perf_counter()
@@ -152,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         run_quality(args, device, smoke, data, clf_path, data_meta, cap, lambda part: record("quality", part), mode)
     report.write(out, results)
     results["meta"]["elapsed_s"] = round(time.perf_counter() - t0, 1)
-    atomic_json(results, out / "gpu_results.json")
+    write_results(results, out / "gpu_results.json")
     print(f"{PROG}: done in {results['meta']['elapsed_s']:.0f} s; {out}/gpu_report.md", file=sys.stderr)
     return 0
 
