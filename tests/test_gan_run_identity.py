@@ -43,7 +43,7 @@ def test_committed_runs_keep_their_identity(path: Path) -> None:
 
 
 def test_launch_only_options_are_not_part_of_the_identity() -> None:
-    assert len(COMMITTED) == 33, f"expected the 33 committed diagnosis runs, found {len(COMMITTED)}"
+    assert len(COMMITTED) == 36, f"expected the 36 committed diagnosis runs, found {len(COMMITTED)}"
     assert set(RUNTIME_ONLY) <= {f.name for f in dataclasses.fields(Treatment)}
     spec = _spec_of(read_json(COMMITTED[0])["config"])
     graph = dataclasses.replace(spec, treatment=dataclasses.replace(spec.treatment, cuda_graph=True))
