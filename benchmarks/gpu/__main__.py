@@ -194,7 +194,7 @@ def run_quality(args, device, smoke, data, clf_path, data_meta, budget_s, record
     t0 = time.perf_counter()  # the reference statistics below come out of the stage's budget
     seeds = [int(s) for s in args.seeds.split(",")]
     keys = args.treatments or (diagnose.TREATMENTS if mode == "diagnose" else None)
-    procs = args.procs or diagnose.procs(quality.treatments(keys)[0], seeds)  # every run at once (≤ 12)
+    procs = args.procs or quality.default_procs(quality.treatments(keys)[0], seeds)
     q = quality.QualityConfig(seeds=seeds, procs=procs, treatments=keys)
     if smoke:
         q = quality.QualityConfig(seeds=seeds, batch=8, g_ch=64, d_ch=16, eval_every=5, n_eval=64, eval_batch=64,

@@ -23,10 +23,3 @@ from __future__ import annotations
 TREATMENTS = ["sn", "san", "san-scaled", "san-lr", "san-reparam"]
 SKIP = {"correctness", "speed"}
 SMOKE_MINUTES = 2.0  # CPU rehearsal: tiny widths, all workers at once on 2 cores
-MAX_PROCS = 12  # 16 cores: at least one each, and the parent
-
-
-def procs(treatments: list[str], seeds: list[int]) -> int:
-    """Workers at once: every run (they are launch-bound at batch 64, so concurrent processes fill the GPU), at
-    most ``MAX_PROCS``."""
-    return max(1, min(len(treatments) * len(seeds), MAX_PROCS))

@@ -5,9 +5,8 @@ Treatments SN (1 D step), SN (5 D steps), SAN rescale, SAN reparametrized (skipp
 ``san_core.SAN`` has no ``form=``) and SAN scaled to SN's output at init (1 D step each for SAN), ≥ 2 seeds each,
 all trained **at the same time as separate processes** on the one GPU: each run is small (launch-bound at batch
 64), so one process per run keeps the GPU busy while every process's CPU side launches kernels (16 cores for
-≤ 12 processes). Each worker is
-:func:`benchmarks.gan.train.train_run` with a wall-clock deadline: it trains until then (or ``max_steps``),
-evaluates every ``eval_every`` G steps and once more at the deadline on ``n_eval`` samples (classifier-FID/IS of
+≤ 12 processes). Each worker is :func:`benchmarks.gan.train.train_run` with a wall-clock deadline: it trains until
+then (or ``max_steps``), evaluates every ``eval_every`` G steps and once more at the deadline on ``n_eval`` samples (classifier-FID/IS of
 the resnet20 + collapse diagnostics), and rewrites its partial result after each evaluation. The parent starts
 the workers, waits until the budget is spent, stops any straggler, and reads what each one wrote: a crashed or
 killed worker loses only its own unfinished evaluations.
@@ -51,6 +50,15 @@ class QualityConfig:
 #: diagnosis's lead explanation (scale at init → hinge saturation), tested in the same call because a session's 15
 #: device minutes rarely leave room for the second run (``diagnose``).
 DEFAULT_TREATMENTS = ("sn", "sn:5", "san", "san-reparam", "san-scaled")
+
+
+MAX_PROCS = 12  # 16 cores: at least one each, and the parent
+
+
+def default_procs(treatments: list[str], seeds: list[int]) -> int:
+    """Workers at once (both the evidence and the ``diagnose`` run): every run (they are launch-bound at batch 64, so
+    concurrent processes fill the GPU), at most :data:`MAX_PROCS`."""
+    return max(1, min(len(treatments) * len(seeds), MAX_PROCS))
 
 
 def treatments(wanted: Optional[list[str]] = None) -> tuple[list[str], str]:
