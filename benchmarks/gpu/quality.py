@@ -1,15 +1,15 @@
 """Stage (c) of the GPU run: does SAN beat spectral norm on the SNGAN standard CNN (CIFAR-10, batch 64, Adam 2e-4,
 β = (0.5, 0.9), hinge loss)?
 
-Treatments SN (1 D step), SN (5 D steps), SAN rescale, SAN reparametrized (skipped with a note when
-``san_core.SAN`` has no ``form=``) and SAN scaled to SN's output at init (1 D step each for SAN), ≥ 2 seeds each,
-all trained **at the same time as separate processes** on the one GPU: each run is small (launch-bound at batch
-64), so one process per run keeps the GPU busy while every process's CPU side launches kernels (16 cores for
-≤ 12 processes). Each worker is :func:`benchmarks.gan.train.train_run` with a wall-clock deadline: it trains until
-then (or ``max_steps``), evaluates every ``eval_every`` G steps and once more at the deadline on ``n_eval`` samples (classifier-FID/IS of
-the resnet20 + collapse diagnostics), and rewrites its partial result after each evaluation. The parent starts
-the workers, waits until the budget is spent, stops any straggler, and reads what each one wrote: a crashed or
-killed worker loses only its own unfinished evaluations.
+Treatments SN (1 D step), SN (5 D steps), SAN rescale, SAN reparametrized (skipped with a note when ``san_core.SAN``
+has no ``form=``) and SAN scaled to SN's output at init (1 D step each for SAN), ≥ 2 seeds each, all trained **at
+the same time as separate processes** on the one GPU: each run is small (launch-bound at batch 64), so one process
+per run keeps the GPU busy while every process's CPU side launches kernels (16 cores for ≤ 12 processes). Each
+worker is :func:`benchmarks.gan.train.train_run` with a wall-clock deadline: it trains until then (or
+``max_steps``), evaluates every ``eval_every`` G steps and once more at the deadline on ``n_eval`` samples
+(classifier-FID/IS of the resnet20 + collapse diagnostics), and rewrites its partial result after each evaluation.
+The parent starts the workers, waits until the budget is spent, stops any straggler, and reads what each one wrote:
+a crashed or killed worker loses only its own unfinished evaluations.
 """
 
 from __future__ import annotations
