@@ -89,5 +89,27 @@ def test_a_gzipped_result_reads_like_the_plain_one(tmp_path):
     packed.write_bytes(gzip.compress(json.dumps({"config_hash": "x"}).encode()))
     files.result.write_text(json.dumps({**plain, "note": "newer"}))  # a plain result.json wins over the .gz
     assert files.finished()["note"] == "newer"
-    with pytest.raises(FileNotFoundError, match=r"nor missing\.json\.gz"):
+    with pytest.raises(FileNotFoundError, match=r"nor missing\.json\.xz or missing\.json\.gz"):
         read_json(tmp_path / "missing.json")
+
+
+def test_pack_stores_a_result_as_xz_that_reads_back_and_wins_over_gz(tmp_path):
+    """Committed runs are packed with xz (benchmarks.gan.checkpoint.pack): lossless, reproducible byte for byte,
+    read like result.json, and preferred over an older result.json.gz."""
+    import gzip
+    import json
+
+    from benchmarks.gan.checkpoint import RunFiles, pack, read_json
+
+    files = RunFiles(tmp_path / "run", {"setup": "cnn", "seed": 0})
+    files.finish({"final": {"fid": 12.5}, "history": {"loss": [{"step": s, "d": s / 7} for s in range(500)]}}, None)
+    plain_bytes, plain = files.result.read_bytes(), files.finished()
+    files.result.with_name("result.json.gz").write_bytes(gzip.compress(json.dumps({"config_hash": "old"}).encode()))
+    packed = pack(files.result)
+    assert packed.name == "result.json.xz" and sorted(p.name for p in packed.parent.iterdir()) == ["result.json.xz"]
+    assert packed.stat().st_size < len(plain_bytes) and files.finished() == plain == read_json(files.result)
+    first = packed.read_bytes()
+    files.result.write_bytes(plain_bytes)
+    assert pack(files.result).read_bytes() == first  # the same bytes every time: a re-pack changes no file
+    packed.with_name("result.json.gz").write_bytes(gzip.compress(json.dumps({"config_hash": "old"}).encode()))
+    assert files.finished() == plain and not files.is_stale()  # the .xz wins over the .gz

@@ -18,8 +18,8 @@ from benchmarks.gan.treatments import Treatment, parse_treatment
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 DIAGNOSIS = ("diagnosis_cpu", "diagnosis_cpu_800", "diagnosis_cpu_2000", "side_by_side_cpu-quick")
-# committed gzipped (benchmarks.gan.checkpoint.read_json), named by their result.json
-COMMITTED = sorted(p.with_suffix("") for d in DIAGNOSIS for p in (RESULTS / d).rglob("result.json.gz"))
+# committed packed (benchmarks.gan.checkpoint.pack / read_json), named by their result.json
+COMMITTED = sorted(p.with_suffix("") for d in DIAGNOSIS for p in (RESULTS / d).rglob("result.json.xz"))
 
 
 def _spec_of(config: dict[str, Any]) -> RunSpec:

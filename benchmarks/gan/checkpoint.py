@@ -1,8 +1,9 @@
 """Per-run files: ``checkpoint.pt`` (everything needed to resume), ``result.json`` (finished), ``final_models.pt``.
 
-A finished run's ``result.json`` may also be stored gzipped as ``result.json.gz`` (how the committed runs under
-``benchmarks/results/`` are kept: their per-step logs are most of the repository's size, and the repository travels
-to the GPU machine with the run's data under a 64 MiB cap); it is read the same way (:func:`read_json`).
+A finished run's ``result.json`` may also be stored packed, as ``result.json.xz`` (how the committed runs under
+``benchmarks/results/`` are kept, :func:`pack`: their per-step logs are most of the repository's size, and the
+repository travels to the GPU machine with the run's data under a 64 MiB cap) or ``result.json.gz``; either is read
+the same way (:func:`read_json`).
 
 A run directory belongs to one run config (hashed); a different config there is refused with a clear message
 rather than silently mixed. Writes go to a temporary file first and are renamed, so a killed process leaves
@@ -14,6 +15,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import lzma
 import os
 import secrets
 from pathlib import Path
@@ -50,21 +52,41 @@ def atomic_json(obj: Any, path: Path) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
 
 
+#: packed copies of a JSON file, by suffix, in the order they are looked for (a plain file wins over all)
+UNPACK: dict[str, Callable[[bytes], bytes]] = {".xz": lzma.decompress, ".gz": gzip.decompress}
+
+
 def stored(path: Path) -> Optional[Path]:
-    """``path`` when it exists, else its gzipped copy ``path.gz`` when that exists, else ``None``."""
+    """``path`` when it exists, else its packed copy ``path.xz`` or ``path.gz`` (first found), else ``None``."""
     if path.is_file():
         return path
-    packed = path.with_name(path.name + ".gz")
-    return packed if packed.is_file() else None
+    for suffix in UNPACK:
+        packed = path.with_name(path.name + suffix)
+        if packed.is_file():
+            return packed
+    return None
 
 
 def read_json(path: Path) -> Any:
-    """The JSON in ``path``, or in ``path.gz`` (gzip) when only that exists."""
+    """The JSON in ``path``, or in its packed copy ``path.xz`` (xz) or ``path.gz`` (gzip) when only that exists."""
     found = stored(path)
     if found is None:
-        raise FileNotFoundError(f"{path} not found (nor {path.name}.gz)")
+        raise FileNotFoundError(f"{path} not found (nor {path.name}.xz or {path.name}.gz)")
     data = found.read_bytes()
-    return json.loads(gzip.decompress(data) if found.suffix == ".gz" else data)
+    return json.loads(UNPACK[found.suffix](data) if found != path else data)
+
+
+def pack(path: Path) -> Path:
+    """Store the JSON file ``path`` as ``path.xz`` (xz, preset 9: lossless and byte-reproducible), checked by
+    reading it back, and remove ``path`` and any older ``path.gz``; returns the packed file."""
+    data = path.read_bytes()
+    packed = path.with_name(path.name + ".xz")
+    atomic_write(packed, lambda f: f.write(lzma.compress(data, preset=9)))
+    if lzma.decompress(packed.read_bytes()) != data:
+        raise RuntimeError(f"pack: {packed} does not read back as {path}")
+    path.unlink()
+    path.with_name(path.name + ".gz").unlink(missing_ok=True)
+    return packed
 
 
 class RunFiles:
@@ -136,3 +158,15 @@ class RunFiles:
         atomic_json({**result, "config_hash": self.hash, "config": self.config}, self.result)
         self.checkpoint.unlink(missing_ok=True)
         self.sidecar.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":  # python -m benchmarks.gan.checkpoint FOLDER...: pack every result.json(.gz) under them
+    import sys
+
+    for folder in sys.argv[1:] or ["benchmarks/results"]:
+        for plain in sorted({f.with_name("result.json") for f in Path(folder).rglob("result.json*")}):
+            old = plain.with_name("result.json.gz")
+            if not plain.is_file() and old.is_file() and stored(plain) == old:  # .xz wins: leave it
+                plain.write_bytes(gzip.decompress(old.read_bytes()))
+            if plain.is_file():
+                print(pack(plain))
