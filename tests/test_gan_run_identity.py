@@ -17,9 +17,9 @@ from benchmarks.gan.train import RUNTIME_ONLY, RunSpec
 from benchmarks.gan.treatments import Treatment, parse_treatment
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-DIAGNOSIS = ("diagnosis_cpu", "diagnosis_cpu_800", "diagnosis_cpu_2000", "diagnosis_cpu_6400", "side_by_side_cpu-quick")
+FOLDERS = ("diagnosis_cpu", "diagnosis_cpu_800", "diagnosis_cpu_2000", "diagnosis_cpu_6400", "side_by_side_cpu-quick")
 # committed packed (benchmarks.gan.checkpoint.pack / read_json), named by their result.json
-COMMITTED = sorted(p.with_suffix("") for d in DIAGNOSIS for p in (RESULTS / d).rglob("result.json.xz"))
+COMMITTED = sorted(p.with_suffix("") for d in FOLDERS for p in (RESULTS / d).rglob("result.json.xz"))
 
 
 def _spec_of(config: dict[str, Any]) -> RunSpec:

@@ -67,24 +67,32 @@ def stored(path: Path) -> Optional[Path]:
     return None
 
 
-def read_json(path: Path) -> Any:
-    """The JSON in ``path``, or in its packed copy ``path.xz`` (xz) or ``path.gz`` (gzip) when only that exists."""
+def _raw(path: Path) -> bytes:
+    """The bytes of ``path``, or the unpacked bytes of its packed copy when only that exists (see :func:`stored`)."""
     found = stored(path)
     if found is None:
         raise FileNotFoundError(f"{path} not found (nor {path.name}.xz or {path.name}.gz)")
     data = found.read_bytes()
-    return json.loads(UNPACK[found.suffix](data) if found != path else data)
+    return UNPACK[found.suffix](data) if found != path else data
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``, or in its packed copy ``path.xz`` (xz) or ``path.gz`` (gzip) when only that exists."""
+    return json.loads(_raw(path))
 
 
 def pack(path: Path) -> Path:
-    """Store the JSON file ``path`` as ``path.xz`` (xz, preset 9: lossless and byte-reproducible), checked by
-    reading it back, and remove ``path`` and any older ``path.gz``; returns the packed file."""
-    data = path.read_bytes()
+    """Store the JSON that :func:`read_json` reads for ``path`` (the plain file, else its ``.gz``) as ``path.xz`` (xz,
+    preset 9: lossless and byte-reproducible), checked by reading it back, and remove ``path`` and any ``path.gz``;
+    returns the packed file (left as it is when it is already what is read)."""
     packed = path.with_name(path.name + ".xz")
+    if stored(path) == packed:
+        return packed
+    data = _raw(path)
     atomic_write(packed, lambda f: f.write(lzma.compress(data, preset=9)))
     if lzma.decompress(packed.read_bytes()) != data:
         raise RuntimeError(f"pack: {packed} does not read back as {path}")
-    path.unlink()
+    path.unlink(missing_ok=True)
     path.with_name(path.name + ".gz").unlink(missing_ok=True)
     return packed
 
@@ -165,8 +173,4 @@ if __name__ == "__main__":  # python -m benchmarks.gan.checkpoint FOLDER...: pac
 
     for folder in sys.argv[1:] or ["benchmarks/results"]:
         for plain in sorted({f.with_name("result.json") for f in Path(folder).rglob("result.json*")}):
-            old = plain.with_name("result.json.gz")
-            if not plain.is_file() and old.is_file() and stored(plain) == old:  # .xz wins: leave it
-                plain.write_bytes(gzip.decompress(old.read_bytes()))
-            if plain.is_file():
-                print(pack(plain))
+            print(pack(plain))
