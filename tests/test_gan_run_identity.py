@@ -17,7 +17,14 @@ from benchmarks.gan.train import RUNTIME_ONLY, RunSpec
 from benchmarks.gan.treatments import Treatment, parse_treatment
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-FOLDERS = ("diagnosis_cpu", "diagnosis_cpu_800", "diagnosis_cpu_2000", "diagnosis_cpu_6400", "side_by_side_cpu-quick")
+FOLDERS = (
+    "diagnosis_cpu",
+    "diagnosis_cpu_800",
+    "diagnosis_cpu_2000",
+    "diagnosis_cpu_6400",
+    "side_by_side_cpu-quick",
+    "side_by_side_gains_cpu",
+)
 # committed packed (benchmarks.gan.checkpoint.pack / read_json), named by their result.json
 COMMITTED = sorted(p.with_suffix("") for d in FOLDERS for p in (RESULTS / d).rglob("result.json.xz"))
 
@@ -43,7 +50,9 @@ def test_committed_runs_keep_their_identity(path: Path) -> None:
 
 
 def test_launch_only_options_are_not_part_of_the_identity() -> None:
-    assert len(COMMITTED) == 67, f"expected the 67 committed runs (54 diagnosis, 13 reference), found {len(COMMITTED)}"
+    assert len(COMMITTED) == 76, (
+        f"expected the 76 committed runs (54 diagnosis, 13 reference, 9 gains), found {len(COMMITTED)}"
+    )
     assert set(RUNTIME_ONLY) <= {f.name for f in dataclasses.fields(Treatment)}
     spec = _spec_of(read_json(COMMITTED[0])["config"])
     graph = dataclasses.replace(spec, treatment=dataclasses.replace(spec.treatment, cuda_graph=True))
