@@ -50,8 +50,8 @@ def test_committed_runs_keep_their_identity(path: Path) -> None:
 
 
 def test_launch_only_options_are_not_part_of_the_identity() -> None:
-    assert len(COMMITTED) == 76, (
-        f"expected the 76 committed runs (54 diagnosis, 13 reference, 9 gains), found {len(COMMITTED)}"
+    assert len(COMMITTED) == 79, (
+        f"expected the 79 committed runs (57 diagnosis, 13 reference, 9 gains), found {len(COMMITTED)}"
     )
     assert set(RUNTIME_ONLY) <= {f.name for f in dataclasses.fields(Treatment)}
     spec = _spec_of(read_json(COMMITTED[0])["config"])
