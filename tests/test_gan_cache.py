@@ -113,3 +113,28 @@ def test_pack_stores_a_result_as_xz_that_reads_back_and_wins_over_gz(tmp_path):
     assert pack(files.result).read_bytes() == first  # the same bytes every time: a re-pack changes no file
     packed.with_name("result.json.gz").write_bytes(gzip.compress(json.dumps({"config_hash": "old"}).encode()))
     assert files.finished() == plain and not files.is_stale()  # the .xz wins over the .gz
+
+
+def test_pack_folder_packs_run_results_and_the_gpu_results_file(tmp_path):
+    """``python -m benchmarks.gan.checkpoint FOLDER`` packs finished runs and ``gpu_results.json`` (committed under
+    benchmarks/results/gpu/, up to 15 MiB, it would otherwise crowd out the data a later device run carries), and
+    nothing else."""
+    import json
+
+    from benchmarks.gan.checkpoint import pack_folder, read_json
+
+    gpu = {"meta": {"device": "H200"}, "quality": {"results": [{"fid": f} for f in range(200)]}}
+    (tmp_path / "gpu").mkdir()
+    (tmp_path / "gpu" / "gpu_results.json").write_text(json.dumps(gpu))
+    (tmp_path / "gpu" / "gpu_report.md").write_text("# report")
+    run = tmp_path / "runs" / "cnn" / "san" / "seed0"
+    run.mkdir(parents=True)
+    (run / "result.json").write_text(json.dumps({"final": {"fid": 9.5}}))
+    packed = pack_folder(tmp_path)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in packed) == [
+        "gpu/gpu_results.json.xz",
+        "runs/cnn/san/seed0/result.json.xz",
+    ]
+    assert read_json(tmp_path / "gpu" / "gpu_results.json") == gpu
+    assert (tmp_path / "gpu" / "gpu_report.md").read_text() == "# report"
+    assert not (tmp_path / "gpu" / "gpu_results.json").exists() and pack_folder(tmp_path) == packed  # idempotent

@@ -27,7 +27,7 @@ def test_the_tree_leaves_room_for_the_default_gpu_data():
     assert tree + prepare.DEFAULT_MIB <= room, (
         f"the tree ({tree:.1f} MiB) and .gpu_data at {prepare.DEFAULT_IMAGES} images ({prepare.DEFAULT_MIB} MiB) "
         f"exceed the {room:.0f} MiB that may travel to the GPU machine; largest files: {listing} (committed run "
-        "results go in as result.json.xz: python -m benchmarks.gan.checkpoint FOLDER packs them)"
+        "results and gpu_results.json go in packed, as .xz: python -m benchmarks.gan.checkpoint FOLDER packs them)"
     )
 
 

@@ -168,9 +168,20 @@ class RunFiles:
         self.sidecar.unlink(missing_ok=True)
 
 
-if __name__ == "__main__":  # python -m benchmarks.gan.checkpoint FOLDER...: pack every result.json(.gz) under them
+#: What ``python -m benchmarks.gan.checkpoint FOLDER`` packs: finished runs, and the GPU run's results file (up to
+#: 15 MiB; committed under ``benchmarks/results/gpu/`` it must leave room for the data a later device run carries).
+PACKED_NAMES = ("result.json", "gpu_results.json")
+
+
+def pack_folder(folder: Path) -> list[Path]:
+    """:func:`pack` every file named in :data:`PACKED_NAMES` (plain or ``.gz``) under ``folder``; the packed files."""
+    found = {f.with_name(name) for name in PACKED_NAMES for f in folder.rglob(name + "*")}
+    return [pack(plain) for plain in sorted(found) if stored(plain) is not None]
+
+
+if __name__ == "__main__":  # python -m benchmarks.gan.checkpoint FOLDER...: pack every result file under them
     import sys
 
     for folder in sys.argv[1:] or ["benchmarks/results"]:
-        for plain in sorted({f.with_name("result.json") for f in Path(folder).rglob("result.json*")}):
-            print(pack(plain))
+        for packed in pack_folder(Path(folder)):
+            print(packed)
