@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .._figures import save_png
 from .collapse import PIXEL_STD_FRACTION, TOP_CLASS_LIMIT
 
 PAIRED = {"d_real": "d_fake", "sat_real": "sat_fake"}  # second quantity drawn dashed in the same panel
@@ -114,7 +115,7 @@ def plot_scores(results: list[dict[str, Any]], setup: str, path: Path, real_pixe
     flat[-1].legend(handles, labels, loc="center", fontsize=8, title="treatment")
     fig.suptitle(f"{first['setup_label']}, batch {first['batch']}, {len(first['history']['eval'])} evaluations")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_png(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -148,7 +149,7 @@ def _constants_figure(panels: list[tuple[str, list[dict], str]], title: str, xla
         fig.legend(handles, labels, loc="center right", fontsize=7, title="layer")
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0, 1 - 2.0 / (4.6 * cols + 2.2), 0.9))
-    fig.savefig(path, dpi=100)
+    save_png(fig, path, dpi=100)
     plt.close(fig)
 
 

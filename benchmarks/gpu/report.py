@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from .._figures import save_png
 from .._report import fmt_ms
 from ..gan import diagnosis, plots
 from ..gan import report as table
@@ -152,7 +153,7 @@ def _plot_speed(bars: dict[str, list[float]], keys: list[str], path: Path) -> No
     ax.set_ylabel("critic update time / no normalization")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_png(fig, path, dpi=100)
     plt.close(fig)
 
 

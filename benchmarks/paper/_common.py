@@ -13,6 +13,7 @@ from typing import Any, Optional
 import torch
 
 from benchmarks import _measure as M
+from benchmarks._figures import save_png
 
 RESULTS = M.ROOT / "benchmarks" / "results"
 
@@ -65,7 +66,7 @@ class Run:
     def finish(self, title: str, body: str, data: dict[str, Any], figure: Any) -> dict[str, Any]:
         """Save the PNG, the markdown (header + body) and the JSON (meta + data); returns the paths and data."""
         self.meta["wall_s"] = time.perf_counter() - self.start
-        figure.savefig(self.path(".png"), dpi=110, bbox_inches="tight")
+        save_png(figure, self.path(".png"), dpi=110, bbox_inches="tight")
         plt = pyplot()
         plt.close(figure)
         self.path(".md").write_text(self.header(title) + body.rstrip() + "\n")
