@@ -22,6 +22,7 @@ FOLDERS = (
     "diagnosis_cpu_800",
     "diagnosis_cpu_2000",
     "diagnosis_cpu_6400",
+    "diagnosis_cpu_sn5d_2400",
     "side_by_side_cpu-quick",
     "side_by_side_gains_cpu",
 )
@@ -50,8 +51,8 @@ def test_committed_runs_keep_their_identity(path: Path) -> None:
 
 
 def test_launch_only_options_are_not_part_of_the_identity() -> None:
-    assert len(COMMITTED) == 79, (
-        f"expected the 79 committed runs (57 diagnosis, 13 reference, 9 gains), found {len(COMMITTED)}"
+    assert len(COMMITTED) == 82, (
+        f"expected the 82 committed runs (60 diagnosis, 13 reference, 9 gains), found {len(COMMITTED)}"
     )
     assert set(RUNTIME_ONLY) <= {f.name for f in dataclasses.fields(Treatment)}
     spec = _spec_of(read_json(COMMITTED[0])["config"])
