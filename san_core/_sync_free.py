@@ -174,8 +174,11 @@ class SyncFreeEngine:
         return bad
 
     # ------------------------------------------------------------------------------------------- step
-    def draw_subsets(self) -> list[Optional[Tensor]]:
-        """The kernel subsets of this step, drawn on the host like the eager path (same generator, same order)."""
+    def draw_subsets(self, *, on_host: bool = False) -> list[Optional[Tensor]]:
+        """The kernel subsets of this step, drawn on the host like the eager path (same generator, same order).
+
+        A CUDA layer's subset is moved to its device without blocking (from pinned memory); ``on_host=True`` leaves
+        it in pinned host memory, for a graph replay that copies it straight into its captured index buffer."""
         out: list[Optional[Tensor]] = []
         for entry in self.entries.values():
             if not entry.subset:
@@ -184,7 +187,9 @@ class SyncFreeEngine:
             num = entry.weight.shape[0] * entry.weight.shape[1]
             chosen = torch.randperm(num, generator=self.san.generator)[: entry.subset]
             if entry.weight.device.type == "cuda":  # no pageable (blocking) host-to-device copy
-                chosen = chosen.pin_memory().to(entry.weight.device, non_blocking=True)
+                chosen = chosen.pin_memory()
+                if not on_host:
+                    chosen = chosen.to(entry.weight.device, non_blocking=True)
             out.append(chosen)
         return out
 
@@ -255,7 +260,7 @@ class SyncFreeEngine:
         device = next(iter(self.entries.values())).weight.device
         if self.cuda_graph and device.type != "cuda":
             raise RuntimeError(f"SAN: cuda_graph=True needs CUDA weights, got weights on {device}")
-        subsets = self.draw_subsets()
+        subsets = self.draw_subsets(on_host=self.cuda_graph and self._graph is not None)  # a replay: one copy each
         with _dft.exact_matmul(device):
             if self.cuda_graph:
                 values = self._graph_step(subsets)
@@ -271,8 +276,9 @@ class SyncFreeEngine:
         """Replay the captured step; capture it first (after this call's real step, run on a side stream).
 
         Kernel subsets (``filter_ratio < 1``) are drawn on the host as on every path (same generator, same order)
-        and copied, on the current stream, into the fixed index buffers the graph reads: a replay sees this
-        step's subsets, and the draws equal the eager path's."""
+        and, for a replay, copied from pinned memory on the current stream straight into the fixed index buffers
+        the graph reads (one host-to-device copy per subset): a replay sees this step's subsets, and the draws
+        equal the eager path's."""
         if self._graph is not None:
             for static, new in zip(self._graph_subsets, subsets):
                 if static is not None and new is not None:
